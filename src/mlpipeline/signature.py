@@ -1,0 +1,182 @@
+"""Model input/output signature: inferred from training data, enforced on every scoring path.
+
+The same :func:`conform` runs in ``mlpipeline predict``, in the KServe predictor and in the
+evaluate stage, so a row is typed identically at training, evaluation and serving time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlpipeline.errors import InvalidInputError
+
+#: Signature dtypes and the pandas dtype each is coerced to.
+DTYPES = ("int", "float", "bool", "str", "datetime")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    dtype: str  # one of DTYPES
+    nullable: bool = True
+    categories: tuple[str, ...] | None = None  # seen at training (informational; unseen ones are allowed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.categories is None:
+            d.pop("categories")
+        else:
+            d["categories"] = list(self.categories)
+        return d
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[ColumnSpec, ...]
+    task: str
+    target: str
+    classes: tuple[Any, ...] = ()
+    positive_class: Any = None
+    threshold: float | None = None
+    outputs: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [c.name for c in self.inputs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [c.to_dict() for c in self.inputs],
+            "outputs": [dict(o) for o in self.outputs],
+            "task": self.task,
+            "target": self.target,
+            "classes": list(self.classes),
+            "positive_class": self.positive_class,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Signature:
+        try:
+            inputs = tuple(
+                ColumnSpec(
+                    name=c["name"],
+                    dtype=c["dtype"],
+                    nullable=bool(c.get("nullable", True)),
+                    categories=tuple(c["categories"]) if c.get("categories") is not None else None,
+                )
+                for c in d["inputs"]
+            )
+            return cls(
+                inputs=inputs,
+                task=d["task"],
+                target=d["target"],
+                classes=tuple(d.get("classes") or ()),
+                positive_class=d.get("positive_class"),
+                threshold=d.get("threshold"),
+                outputs=tuple(d.get("outputs") or ()),
+            )
+        except (KeyError, TypeError) as e:
+            from mlpipeline.errors import ArtifactError
+
+            raise ArtifactError(f"malformed signature: {e!r}") from e
+
+
+def dtype_of(series: Any) -> str:
+    import pandas as pd
+
+    t = series.dtype
+    if pd.api.types.is_bool_dtype(t):
+        return "bool"
+    if pd.api.types.is_integer_dtype(t):
+        return "int"
+    if pd.api.types.is_float_dtype(t):
+        return "float"
+    if pd.api.types.is_datetime64_any_dtype(t):
+        return "datetime"
+    return "str"
+
+
+def infer_inputs(df: Any, max_categories: int = 200) -> tuple[ColumnSpec, ...]:
+    specs = []
+    for name in df.columns:
+        s = df[name]
+        dt = dtype_of(s)
+        cats = None
+        if dt == "str":
+            uniq = s.dropna().astype(str).unique()
+            if len(uniq) <= max_categories:
+                cats = tuple(sorted(uniq))
+        # Columns with no NaN at training may still be nullable: the preprocessing imputes every column.
+        specs.append(ColumnSpec(name=str(name), dtype=dt, nullable=True, categories=cats))
+    return tuple(specs)
+
+
+def _coerce(name: str, values: Any, dtype: str) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(values) if not isinstance(values, pd.Series) else values
+    try:
+        if dtype == "float":
+            if s.dtype == object and s.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+                raise ValueError("booleans are not numbers")
+            out = pd.to_numeric(s, errors="raise").astype("float64")
+        elif dtype == "int":
+            if s.dtype == object and s.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+                raise ValueError("booleans are not numbers")
+            num = pd.to_numeric(s, errors="raise").astype("float64")
+            frac = num.dropna()
+            if not np.all(np.isfinite(frac)) or not np.all(frac == np.round(frac)):
+                raise ValueError("expected whole numbers")
+            # keep NaN-able ints as float64; the model's transform treats them as numbers either way
+            out = num if num.isna().any() else num.astype("int64")
+        elif dtype == "bool":
+            mapping = {True: True, False: False, "true": True, "false": False, "True": True, "False": False, 1: True, 0: False}
+            bad = s.dropna()[~s.dropna().isin(list(mapping))]
+            if len(bad):
+                raise ValueError(f"not a boolean: {bad.iloc[0]!r}")
+            out = s.map(lambda v: mapping.get(v, v) if v is not None and v == v else None)
+        elif dtype == "datetime":
+            out = pd.to_datetime(s, errors="raise")
+        else:  # str
+            bad = s.dropna()[s.dropna().map(lambda v: isinstance(v, (dict, list)))]
+            if len(bad):
+                raise ValueError(f"expected a string, got {type(bad.iloc[0]).__name__}")
+            out = s.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).astype(object)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InvalidInputError(f"column {name!r}: cannot read values as {dtype} ({e})") from e
+    return out
+
+
+def conform(df: Any, signature: Signature, *, allow_extra: bool = False) -> Any:
+    """Return ``df`` restricted to the signature's columns, in order, with training dtypes.
+
+    Raises InvalidInputError naming the column for: missing columns, unexpected columns (unless
+    ``allow_extra``), values that do not convert, infinities, and nulls in non-nullable columns.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if len(df) == 0:
+        raise InvalidInputError("empty batch: no rows to score")
+    expected = signature.input_names
+    missing = [c for c in expected if c not in df.columns]
+    if missing:
+        raise InvalidInputError(f"missing column(s): {', '.join(missing)}")
+    extra = [str(c) for c in df.columns if c not in expected and c != signature.target]
+    if extra and not allow_extra:
+        raise InvalidInputError(f"unexpected column(s): {', '.join(extra)}")
+    out = {}
+    for spec in signature.inputs:
+        col = _coerce(spec.name, df[spec.name].reset_index(drop=True), spec.dtype)
+        if spec.dtype in ("int", "float"):
+            arr = col.to_numpy(dtype="float64", na_value=np.nan)
+            if np.isinf(arr).any():
+                raise InvalidInputError(f"column {spec.name!r}: infinite values are not allowed")
+        if not spec.nullable and col.isna().any():
+            raise InvalidInputError(f"column {spec.name!r}: null/NaN values are not allowed")
+        out[spec.name] = col
+    return pd.DataFrame(out)

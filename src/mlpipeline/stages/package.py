@@ -1,0 +1,132 @@
+"""Package stage: one self-describing, integrity-checked model directory, registered in the registry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlpipeline.artifacts import atomic_write_json, atomic_write_text, dump_joblib, write_manifest
+from mlpipeline.errors import ArtifactError
+from mlpipeline.packaging import (
+    CARD_JSON,
+    CARD_MD,
+    LINEAGE_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    SIGNATURE_FILE,
+    PackagedModel,
+)
+from mlpipeline.signature import Signature
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """HEAD commit of the source tree, or MLPIPELINE_GIT_COMMIT (set in images), or None."""
+    env = os.environ.get("MLPIPELINE_GIT_COMMIT")
+    if env:
+        return env
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def render_model_card(card: dict[str, Any]) -> str:
+    sig = card["signature"]
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        f"- **Task**: {sig['task']} (target `{sig['target']}`)",
+        f"- **Estimator**: {card['estimator']}",
+        f"- **Created**: {card['created_at']}",
+        f"- **Config hash**: `{card['lineage'].get('config_hash', '')}`",
+        f"- **Data sha256**: `{card['lineage'].get('data_sha256', '')}`",
+        f"- **Git commit**: `{card['lineage'].get('git_commit') or 'unknown'}`",
+    ]
+    if sig.get("threshold") is not None:
+        lines.append(f"- **Decision threshold** (chosen on validation): {sig['threshold']:.4f}, positive class `{sig['positive_class']}`")
+    lines += ["", "## Intended use", "", card.get("description") or "Scores rows with the input signature below.", ""]
+    lines += ["## Metrics", "", "| split | metric | value |", "|---|---|---|"]
+    for split in ("validation", "test"):
+        for k, v in sorted((card["metrics"].get(split) or {}).items()):
+            if isinstance(v, (int, float)):
+                lines.append(f"| {split} | {k} | {_fmt(v)} |")
+    lines += ["", "## Input signature", "", "| column | dtype | nullable |", "|---|---|---|"]
+    for c in sig["inputs"]:
+        lines.append(f"| {c['name']} | {c['dtype']} | {c['nullable']} |")
+    lines += [
+        "",
+        "## Training data",
+        "",
+        f"- rows: train {card['data'].get('train_rows')}, validation {card['data'].get('validation_rows')}, test {card['data'].get('test_rows')}",
+        "",
+        "## Caveats",
+        "",
+        "- Metrics are from a single held-out test split of the training data's distribution; watch drift in production.",
+        "- Unseen categories are mapped to an 'infrequent/unknown' bucket by the shipped preprocessing.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_model_dir(
+    out_dir: str | Path,
+    *,
+    name: str,
+    estimator: Any,
+    signature: Signature,
+    metrics: dict[str, Any],
+    lineage: dict[str, Any],
+    data_info: dict[str, Any] | None = None,
+    description: str = "",
+) -> str:
+    """Write a complete model dir at ``out_dir`` (built in a temp sibling, renamed at the end).
+
+    Returns the manifest sha256 (the version's content address). ``out_dir`` may exist but must
+    then be empty (KFP pre-creates output artifact directories).
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ArtifactError(f"refusing to package into non-empty directory {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model_sha = dump_joblib(estimator, tmp / MODEL_FILE)
+        sig = signature.to_dict()
+        atomic_write_json(tmp / SIGNATURE_FILE, sig)
+        atomic_write_json(tmp / METRICS_FILE, metrics)
+        lineage = {**lineage, "model_sha256": model_sha}
+        atomic_write_json(tmp / LINEAGE_FILE, lineage)
+        card = {
+            "name": name,
+            "description": description,
+            "estimator": type(getattr(estimator, "steps", [[None, estimator]])[-1][1]).__name__,
+            "created_at": lineage.get("created_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+            "signature": sig,
+            "metrics": metrics,
+            "lineage": lineage,
+            "data": data_info or {},
+        }
+        atomic_write_json(tmp / CARD_JSON, card)
+        atomic_write_text(tmp / CARD_MD, render_model_card(card))
+        digest = write_manifest(tmp)
+        PackagedModel.load(tmp)  # prove it loads (manifest verifies, model unpickles) before publishing
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+        os.chmod(out, 0o755)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return digest
