@@ -48,6 +48,14 @@ class PayloadTooLargeError(InvalidInputError):
     """A prediction request is over the configured batch or byte limit (HTTP 413)."""
 
 
+class ServerBusyError(MLPipelineError):
+    """A server's bounded waiting queue is full; the client should retry later (HTTP 429)."""
+
+
+class GenerationError(MLPipelineError):
+    """Text generation failed inside the model engine (HTTP 500, or an SSE error event mid-stream)."""
+
+
 class TrainingError(MLPipelineError):
     """Training could not proceed (e.g. a single-class target)."""
 
