@@ -57,6 +57,7 @@ class ColumnRule(_Section):
     max: float | None = None
     allowed: tuple[str | int | float | bool, ...] | None = None
     unique: bool = False
+    severity: Literal["hard", "soft"] = Field(default="hard", description="hard fails the run; soft only reports")
 
 
 class ValidationConfig(_Section):

@@ -130,3 +130,56 @@ def build_model_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return digest
+
+
+def package(
+    model_dir: str | Path,
+    metrics_path: str | Path,
+    signature_path: str | Path,
+    data_schema_path: str | Path,
+    split_info_path: str | Path,
+    config: dict[str, Any],
+    out_model: str | Path,
+) -> dict[str, Any]:
+    """Build the model dir from the pipeline's artifacts and register it as the production version.
+
+    ``config`` is the whole pipeline config (JSON); its hash goes into the lineage.
+    """
+    from mlpipeline.artifacts import load_verified_object, read_json
+    from mlpipeline.config import PipelineConfig, parse_section, sha256_json
+    from mlpipeline.registry import ModelRegistry
+    from mlpipeline.stages.train import MODEL_FILE as TRAIN_MODEL_FILE
+
+    cfg = parse_section(PipelineConfig, config)
+    estimator = load_verified_object(model_dir, TRAIN_MODEL_FILE)
+    metrics = read_json(metrics_path)
+    signature = Signature.from_dict(read_json(signature_path))
+    fingerprint = read_json(data_schema_path)
+    split_info = read_json(split_info_path)
+    train_info = read_json(Path(model_dir) / "train_info.json")
+    lineage = {
+        "git_commit": git_commit(Path(__file__).parent),
+        "config_hash": sha256_json(config),
+        "config_name": cfg.name,
+        "data_sha256": fingerprint["sha256"],
+        "data_source": fingerprint.get("source"),
+        "split_sha256": split_info.get("sha256"),
+        "family": train_info["family"],
+        "params": train_info["params"],
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    digest = build_model_dir(
+        out_model,
+        name=cfg.registry.model_name,
+        estimator=estimator,
+        signature=signature,
+        metrics={k: metrics[k] for k in ("primary_metric", "threshold", "validation", "test") if k in metrics},
+        lineage=lineage,
+        data_info={f"{k}_rows": v for k, v in split_info["rows"].items()},
+        description=cfg.description,
+    )
+    scalar_test = {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
+    entry = ModelRegistry(cfg.registry.path, cfg.registry.model_name).register(
+        out_model, metrics=scalar_test, blessed=True, reason="passed gate", promote=True
+    )
+    return {"version": entry["version"], "manifest_sha256": digest, "registry_path": entry["path"]}
