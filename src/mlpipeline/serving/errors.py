@@ -108,11 +108,18 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     return body
 
 
-def error_response(exc: BaseException) -> Any:
-    """A JSON response for ``exc`` (a ``starlette`` Response)."""
-    from fastapi.responses import ORJSONResponse
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+    """A ``starlette`` JSON Response rendered with orjson (numpy scalars and arrays allowed)."""
+    import orjson
+    from starlette.responses import Response
 
-    return ORJSONResponse(status_code=int(status_for(exc)), content=error_body(exc))
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content=body, status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(exc: BaseException) -> Any:
+    """A JSON response for ``exc``."""
+    return json_response(error_body(exc), int(status_for(exc)))
 
 
 def _request_validation_error(exc: Any) -> RequestSchemaError:

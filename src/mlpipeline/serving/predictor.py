@@ -16,9 +16,8 @@ from kserve import InferRequest, InferResponse
 
 from mlpipeline.packaging import PackagedModel
 from mlpipeline.serving import codec
+from mlpipeline.serving.server import DEFAULT_MAX_BATCH_ROWS
 from mlpipeline.serving.telemetry import record_predictions
-
-DEFAULT_MAX_BATCH_ROWS = 10_000
 
 
 class TabularModel(kserve.Model):

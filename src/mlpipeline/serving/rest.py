@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import ORJSONResponse
 
 from mlpipeline.errors import PayloadTooLargeError
 from mlpipeline.serving.errors import (
@@ -25,10 +24,10 @@ from mlpipeline.serving.errors import (
     UnsupportedMediaTypeError,
     error_response,
     install_exception_handlers,
+    json_response,
 )
 from mlpipeline.serving.telemetry import InferenceMetricsMiddleware, metrics_endpoint
 
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 INFERENCE_HEADER = "inference-header-content-length"
 _JSON_TYPES = ("application/json", "application/cloudevents+json", "application/ld+json")
 
@@ -156,7 +155,7 @@ class PredictorRoutes:
         body = _loads(await request.body())
         headers = dict(request.headers)
         response, response_headers = await self.dataplane.infer(model_name=model_name, request=body, headers=headers)
-        return ORJSONResponse(content=response, headers=_clean(response_headers))
+        return json_response(response, headers=_clean(response_headers))
 
     async def v2_infer(self, model_name: str, request: Request, model_version: str | None = None) -> Response:
         self._check_model(model_name)
@@ -169,7 +168,7 @@ class PredictorRoutes:
         out_headers = _clean({**response_headers, **encoded_headers})
         if isinstance(response, bytes):
             return Response(content=response, headers=out_headers, media_type="application/octet-stream")
-        return ORJSONResponse(content=response, headers=out_headers)
+        return json_response(response, headers=out_headers)
 
     async def repository(self, model_name: str) -> Response:
         raise RouteNotFoundError("the model repository extension is disabled: this server serves one packaged model")

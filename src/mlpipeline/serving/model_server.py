@@ -1,0 +1,130 @@
+"""KServe ModelServer subclasses that install :mod:`mlpipeline.serving.rest` on every serving process.
+
+KServe builds its FastAPI app in ``RESTServer.create_application``, which runs once per serving
+process (with ``--workers N`` in each spawned worker, after the RESTServer is unpickled there), so
+routes, middleware, exception handlers and model-info metrics are installed by overriding its three
+hooks. Importing this module imports kserve, which parses ``sys.argv``: only
+:func:`mlpipeline.serving.server.serve` imports it, after making argv safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import fastapi
+from kserve import ModelServer
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.model_server import args as kserve_args
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
+from kserve.protocol.rest.server import RESTServer
+
+from mlpipeline.serving.errors import install_exception_handlers
+from mlpipeline.serving.predictor import TabularModel
+from mlpipeline.serving.rest import install_middleware, install_routes
+from mlpipeline.serving.telemetry import publish_model_info
+
+
+class PredictorRESTServer(RESTServer):
+    def __init__(self, *args: Any, host: str, max_body_bytes: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.config.host = host  # KServe hard-codes 0.0.0.0
+        self.max_body_bytes = max_body_bytes
+
+    def _register_endpoints(self, app: fastapi.FastAPI) -> None:
+        install_routes(app, self.dataplane)  # first: shadows KServe's inference routes and /metrics
+        super()._register_endpoints(app)
+        for model in self.dataplane.model_registry.get_models().values():
+            if isinstance(model, TabularModel) and model.packaged is not None:
+                publish_model_info(model.name, model.packaged.version, model.packaged.manifest_sha256)
+
+    def _add_exception_handlers(self, app: fastapi.FastAPI) -> None:
+        install_exception_handlers(app)
+
+    def _add_middlewares(self, app: fastapi.FastAPI) -> None:
+        super()._add_middlewares(app)
+        install_middleware(app, self.dataplane, self.max_body_bytes)
+
+
+class PredictorRESTServerMultiProcess(RESTServerMultiProcess):
+    """KServe's worker supervisor with our REST server in each worker, and dead workers' gauges dropped."""
+
+    def __init__(self, app: str, data_plane: Any, repo_ext: Any, http_port: int, *, host: str, max_body_bytes: int, **kw: Any):
+        super().__init__(app, data_plane, repo_ext, http_port, **kw)
+        self._rest_server = PredictorRESTServer(
+            app,
+            data_plane,
+            repo_ext,
+            http_port,
+            host=host,
+            max_body_bytes=max_body_bytes,
+            access_log_format=kw.get("access_log_format"),
+            workers=kw.get("workers", 1),
+            grace_period=kw.get("grace_period", 30),
+            event_loop=kw.get("event_loop", "auto"),
+            timeout_keep_alive=kw.get("timeout_keep_alive", 65),
+        )
+
+    async def keep_subprocess_alive(self, sockets: Any) -> None:
+        from prometheus_client import multiprocess
+
+        before = [p.pid for p in self._processes]
+        await super().keep_subprocess_alive(sockets)
+        for old, proc in zip(before, self._processes, strict=True):
+            if old is not None and proc.pid != old:
+                multiprocess.mark_process_dead(old)
+
+
+class PredictorModelServer(ModelServer):
+    """``ModelServer.start`` with our REST servers; everything else (gRPC, signals, loop) is KServe's."""
+
+    def __init__(self, *, host: str, max_body_bytes: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.host = host
+        self.max_body_bytes = max_body_bytes
+
+    def start(self, models: list[Any]) -> None:
+        self._register_and_check_atleast_one_model_is_ready(models)
+        common = dict(
+            access_log_format=self.access_log_format,
+            workers=self.workers,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+        )
+        if self.workers > 1:
+            self._rest_multiprocess_server = PredictorRESTServerMultiProcess(
+                FASTAPI_APP_IMPORT_STRING,
+                self.dataplane,
+                self.model_repository_extension,
+                self.http_port,
+                host=self.host,
+                max_body_bytes=self.max_body_bytes,
+                log_config_file=kserve_args.log_config_file,
+                **common,
+            )
+            self.servers.append(self._rest_multiprocess_server.start())
+        else:
+            self._rest_server = PredictorRESTServer(
+                FASTAPI_APP_IMPORT_STRING,
+                self.dataplane,
+                self.model_repository_extension,
+                self.http_port,
+                host=self.host,
+                max_body_bytes=self.max_body_bytes,
+                **common,
+            )
+            self.servers.append(self._rest_server.start())
+        if self.enable_grpc:
+            self._grpc_server = GRPCServer(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=vars(kserve_args),
+                grace_period=self.grace_period,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
