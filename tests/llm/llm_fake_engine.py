@@ -1,0 +1,72 @@
+"""A scripted stand-in for BatchEngine: deterministic tokens, step gating, and a log of every batch."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from mlpipeline.llm.engine import SamplingParams
+
+EOS = 0
+
+
+class FakeEngine:
+    """Token ``i`` decodes to ``chr(ord('a') + i - 1)`` (``1`` → ``a``); ``0`` is EOS.
+
+    A sequence's tokens come from ``scripts[prompt_ids[0]]``; past the end of its script it repeats
+    the last token. With ``gated=True`` each :meth:`decode` waits for :meth:`allow`, so a test decides
+    when steps happen. ``log`` records ``("prefill", id)``, ``("decode", (ids...))``, ``("release", id)``.
+    """
+
+    max_context_tokens = 64
+
+    def __init__(self, scripts: dict[int, list[int]] | None = None, gated: bool = False) -> None:
+        self.eos_token_ids = frozenset({EOS})
+        self.scripts = scripts or {}
+        self.gated = gated
+        self._gate = threading.Semaphore(0)
+        self._busy = threading.Lock()
+        self.running: dict[int, list[int]] = {}  # seq id -> remaining script
+        self.log: list[tuple[str, object]] = []
+        self.fail_next_decode = False
+
+    def allow(self, steps: int = 1) -> None:
+        for _ in range(steps):
+            self._gate.release()
+
+    def _next(self, seq_id: int) -> int:
+        script = self.running[seq_id]
+        return script.pop(0) if len(script) > 1 else script[0]
+
+    def prefill(self, seq_id: int, prompt_ids: Sequence[int], params: SamplingParams) -> int:
+        with self._busy:  # never re-entered: the scheduler drives the engine from one thread
+            assert seq_id not in self.running
+            self.running[seq_id] = list(self.scripts.get(prompt_ids[0], [1]))
+            self.log.append(("prefill", seq_id))
+            return self._next(seq_id)
+
+    def decode(self) -> dict[int, int]:
+        if self.gated:
+            assert self._gate.acquire(timeout=10), "test never allowed the step"
+        with self._busy:
+            ids = tuple(sorted(self.running))
+            self.log.append(("decode", ids))
+            if self.fail_next_decode:
+                self.fail_next_decode = False
+                raise RuntimeError("boom")
+            return {sid: self._next(sid) for sid in ids}
+
+    def release(self, seq_id: int) -> None:
+        with self._busy:
+            if self.running.pop(seq_id, None) is not None:
+                self.log.append(("release", seq_id))
+
+    def reset(self) -> None:
+        with self._busy:
+            self.running.clear()
+
+    def decode_text(self, token_ids: Sequence[int]) -> str:
+        return "".join(chr(ord("a") + t - 1) for t in token_ids)
+
+    def batches(self) -> list[tuple[int, ...]]:
+        return [entry for kind, entry in self.log if kind == "decode"]  # type: ignore[misc]
