@@ -29,6 +29,74 @@ def build_1_2_5_buckets(max_value: float, min_value: float = 1.0) -> list[float]
         exponent += 1
 
 
+# ---- inference
+# Tabular predictor (mlpipeline.serving). Under ``--workers N`` these live in prometheus_client's
+# multiprocess mode (PROMETHEUS_MULTIPROC_DIR is set before this module is first imported), so each
+# Gauge names how worker values combine: in-flight requests add up over live workers; model info is
+# the same 1 in every worker.
+from prometheus_client import Counter, Gauge, Histogram  # noqa: E402
+
+#: 0.5 ms .. 10 s: a small tabular model answers in about a millisecond, a 10k-row batch in seconds.
+INFERENCE_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Regression outputs of unknown scale: signed powers of ten (±0.01 .. ±1e6) around zero.
+_POW10 = [10.0**e for e in range(-2, 7)]
+PREDICTION_VALUE_BUCKETS = tuple([-v for v in reversed(_POW10)] + [0.0] + _POW10)
+
+INFERENCE_REQUESTS = Counter(
+    "requests",
+    "Inference requests answered, by model, protocol (v1|v2) and HTTP status code.",
+    ["model", "protocol", "code"],
+    namespace=NAMESPACE,
+    subsystem="inference",
+)
+INFERENCE_DURATION = Histogram(
+    "request_duration_seconds",
+    "Wall time from request received to response sent, inference routes only.",
+    ["model", "protocol"],
+    namespace=NAMESPACE,
+    subsystem="inference",
+    buckets=INFERENCE_LATENCY_BUCKETS,
+)
+INFERENCE_ROWS = Counter(
+    "rows",
+    "Rows scored (successful requests only).",
+    ["model"],
+    namespace=NAMESPACE,
+    subsystem="inference",
+)
+INFERENCE_PREDICTIONS = Counter(
+    "predictions",
+    "Predicted labels of a classification model.",
+    ["model", "class"],
+    namespace=NAMESPACE,
+    subsystem="inference",
+)
+INFERENCE_PREDICTION_VALUE = Histogram(
+    "prediction_value",
+    "Predicted values of a regression model.",
+    ["model"],
+    namespace=NAMESPACE,
+    subsystem="inference",
+    buckets=PREDICTION_VALUE_BUCKETS,
+)
+INFERENCE_IN_FLIGHT = Gauge(
+    "in_flight",
+    "Inference requests being processed now.",
+    ["model"],
+    namespace=NAMESPACE,
+    subsystem="inference",
+    multiprocess_mode="livesum",
+)
+MODEL_INFO = Gauge(
+    "info",
+    "Served model: constant 1, labelled with its version (manifest sha256[:12]) and full manifest sha256.",
+    ["model", "version", "sha256"],
+    namespace=NAMESPACE,
+    subsystem="model",
+    multiprocess_mode="livemax",
+)
+
+
 # ---- llm
 # Generative server (mlpipeline.llm), with vLLM's metric semantics and bucket ranges:
 # TTFT = arrival -> first token; inter-token latency = each gap between consecutive tokens of a request;
