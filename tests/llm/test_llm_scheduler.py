@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+from llm_fake_engine import EOS, FakeEngine
 
 from mlpipeline.errors import InvalidInputError, ServerBusyError
 from mlpipeline.llm.scheduler import (
@@ -18,10 +19,11 @@ from mlpipeline.llm.scheduler import (
     SchedulerLimits,
     TextDelta,
 )
-from llm_fake_engine import EOS, FakeEngine
 
 
-def req(first: int, max_tokens: int = 5, stop: tuple[str, ...] = (), prompt_len: int = 3) -> GenerationRequest:
+def req(
+    first: int, max_tokens: int = 5, stop: tuple[str, ...] = (), prompt_len: int = 3
+) -> GenerationRequest:
     return GenerationRequest(prompt_ids=(first,) + (7,) * (prompt_len - 1), max_tokens=max_tokens, stop=stop)
 
 
@@ -149,7 +151,12 @@ def test_queue_full_raises_server_busy() -> None:
 
 @pytest.mark.parametrize(
     ("prompt_len", "max_tokens", "message"),
-    [(9, 2, "limit is 8"), (0, 2, "at least one token"), (3, 5, "between 1 and 4"), (3, 0, "between 1 and 4")],
+    [
+        (9, 2, "limit is 8"),
+        (0, 2, "at least one token"),
+        (3, 5, "between 1 and 4"),
+        (3, 0, "between 1 and 4"),
+    ],
 )
 def test_limits_reject_impossible_requests(prompt_len: int, max_tokens: int, message: str) -> None:
     sched = Scheduler(FakeEngine(), SchedulerLimits(max_prompt_tokens=8, max_new_tokens=4))
@@ -242,7 +249,9 @@ def test_observer_gets_vllm_style_timings() -> None:
     sched = Scheduler(engine, observer=rec)
 
     async def body() -> None:
-        await asyncio.gather(collect(sched.submit(req(1, max_tokens=4))), collect(sched.submit(req(1, max_tokens=2))))
+        await asyncio.gather(
+            collect(sched.submit(req(1, max_tokens=4))), collect(sched.submit(req(1, max_tokens=2)))
+        )
 
     run(sched, body)
     assert len(rec.ttft) == 2 and len(rec.queue) == 2

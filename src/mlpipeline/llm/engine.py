@@ -161,7 +161,9 @@ def _checkpoint_complete(path: Path, digest: str) -> bool:
         return False
 
 
-def resolve_checkpoint(source: str | os.PathLike[str] | None, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def resolve_checkpoint(
+    source: str | os.PathLike[str] | None, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
     """Turn a model source into a local HF checkpoint directory.
 
     ``source`` is ``None`` / ``"smollm2"`` (the packaged GGUF), a ``.gguf`` file, a directory holding
@@ -290,6 +292,17 @@ class BatchEngine:
         log.info("loaded %s (%s, %s) in %.1f s", checkpoint, device, dtype, time.perf_counter() - t0)
         return cls(model, tokenizer, device, name=name)
 
+    def warmup(self) -> None:
+        """One prefill + two batched decode steps on a throwaway prompt, so the first request pays no
+        first-call costs (allocator growth, kernel selection); leaves the batch empty."""
+        greedy = SamplingParams(temperature=0.0)
+        ids = self.encode("Hello, world. This warms the model up.") or [0]
+        for seq_id in (-1, -2):
+            self.prefill(seq_id, ids[: 4 if seq_id == -2 else None], greedy)
+        self.decode()
+        self.decode()
+        self.reset()
+
     # ---------------------------------------------------------------- text
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -325,7 +338,9 @@ class BatchEngine:
         gen: torch.Generator | None = None
         if not params.greedy:
             gen = torch.Generator(device=self.device)
-            gen.manual_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+            gen.manual_seed(
+                params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+            )
         ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
         cache = DynamicCache()
         with torch.inference_mode():
@@ -397,7 +412,13 @@ class BatchEngine:
         self._last = torch.zeros((0,), dtype=torch.long, device=self.device)
 
     def _merge(
-        self, seq_id: int, cache: Any, length: int, first: int, params: SamplingParams, gen: torch.Generator | None
+        self,
+        seq_id: int,
+        cache: Any,
+        length: int,
+        first: int,
+        params: SamplingParams,
+        gen: torch.Generator | None,
     ) -> None:
         import torch
         import torch.nn.functional as F
@@ -410,7 +431,9 @@ class BatchEngine:
             grow, pad_new = total - self.padded_length, total - length
             for old, new in zip(self._cache.layers, cache.layers, strict=True):
                 # left-pad the sequence dimension (dim -2) with zeros
-                old.keys = torch.cat([F.pad(old.keys, (0, 0, grow, 0)), F.pad(new.keys, (0, 0, pad_new, 0))], dim=0)
+                old.keys = torch.cat(
+                    [F.pad(old.keys, (0, 0, grow, 0)), F.pad(new.keys, (0, 0, pad_new, 0))], dim=0
+                )
                 old.values = torch.cat(
                     [F.pad(old.values, (0, 0, grow, 0)), F.pad(new.values, (0, 0, pad_new, 0))], dim=0
                 )

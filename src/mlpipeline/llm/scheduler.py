@@ -199,6 +199,11 @@ class Scheduler:
             self._thread = None
 
     @property
+    def alive(self) -> bool:
+        """The loop thread is running (False before start, after stop, or if it died)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def num_running(self) -> int:
         return len(self._running)
 
@@ -217,14 +222,18 @@ class Scheduler:
                 f"prompt has {prompt_tokens} tokens; the limit is {lim.max_prompt_tokens}"
             )
         if max_tokens < 1 or max_tokens > lim.max_new_tokens:
-            raise InvalidInputError(f"max_tokens must be between 1 and {lim.max_new_tokens}, got {max_tokens}")
+            raise InvalidInputError(
+                f"max_tokens must be between 1 and {lim.max_new_tokens}, got {max_tokens}"
+            )
         if prompt_tokens + max_tokens > self.engine.max_context_tokens:
             raise InvalidInputError(
                 f"prompt ({prompt_tokens} tokens) + max_tokens ({max_tokens}) exceeds the model's "
                 f"context of {self.engine.max_context_tokens} tokens"
             )
 
-    def submit(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop | None = None) -> RequestHandle:
+    def submit(
+        self, request: GenerationRequest, loop: asyncio.AbstractEventLoop | None = None
+    ) -> RequestHandle:
         """Queue a request; returns its handle. Raises InvalidInputError or ServerBusyError (queue full)."""
         self.validate(len(request.prompt_ids), request.max_tokens)
         loop = loop or asyncio.get_running_loop()
@@ -240,7 +249,9 @@ class Scheduler:
             rid = next(self._ids)
             handle = RequestHandle(rid, self, loop)
             self._waiting.append(
-                _Sequence(rid, request, handle, RequestStats(arrival=now, prompt_tokens=len(request.prompt_ids)))
+                _Sequence(
+                    rid, request, handle, RequestStats(arrival=now, prompt_tokens=len(request.prompt_ids))
+                )
             )
             self._report_sizes()
             self._cond.notify_all()

@@ -22,7 +22,9 @@ class PrometheusStats:
         self._queue = metrics.LLM_REQUEST_QUEUE_TIME.labels(model=model)
         self._prompt = metrics.LLM_PROMPT_TOKENS.labels(model=model)
         self._generated = metrics.LLM_GENERATION_TOKENS.labels(model=model)
-        self._success = {r: metrics.LLM_REQUEST_SUCCESS.labels(model=model, finished_reason=r) for r in _REASONS}
+        self._success = {
+            r: metrics.LLM_REQUEST_SUCCESS.labels(model=model, finished_reason=r) for r in _REASONS
+        }
         self._running = metrics.LLM_REQUESTS_RUNNING.labels(model=model)
         self._waiting = metrics.LLM_REQUESTS_WAITING.labels(model=model)
         self._running.set(0)
