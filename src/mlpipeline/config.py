@@ -245,8 +245,8 @@ class PipelineConfig(_Section):
     deploy: DeployConfig = DeployConfig()
 
     def sections(self) -> dict[str, dict[str, Any]]:
-        """Plain-JSON dict per section: what each KFP component receives."""
-        return {k: v for k, v in self.model_dump(mode="json").items() if isinstance(v, dict)}
+        """Plain-JSON dict per section: what each KFP component receives (None = unset, omitted)."""
+        return {k: v for k, v in self.model_dump(mode="json", exclude_none=True).items() if isinstance(v, dict)}
 
     def config_hash(self) -> str:
         return sha256_json(self.model_dump(mode="json"))

@@ -36,9 +36,17 @@ def fingerprint(df: Any) -> dict[str, Any]:
     }
 
 
+def _sniff(path: str) -> str:
+    """Suffix for a file without a known one (KFP artifacts have none): Parquet by magic bytes, else CSV."""
+    with open(path, "rb") as f:
+        return ".parquet" if f.read(4) == b"PAR1" else ".csv"
+
+
 def _read_file(path: str, suffix: str) -> Any:
     import pandas as pd
 
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz") and Path(path).is_file():
+        suffix = _sniff(path)
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
