@@ -45,7 +45,7 @@ def _sniff(path: str) -> str:
 def _read_file(path: str, suffix: str) -> Any:
     import pandas as pd
 
-    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz") and Path(path).is_file():
+    if not suffix and Path(path).is_file():
         suffix = _sniff(path)
     try:
         if suffix in (".parquet", ".pq"):

@@ -33,11 +33,11 @@ def _pandera_schema(rules: dict[str, ColumnRule]) -> Any:
     for name, r in rules.items():
         checks = []
         if r.min is not None:
-            checks.append(pa.Check.ge(r.min, name=f"min={r.min:g}"))
+            checks.append(pa.Check.ge(r.min))
         if r.max is not None:
-            checks.append(pa.Check.le(r.max, name=f"max={r.max:g}"))
+            checks.append(pa.Check.le(r.max))
         if r.allowed is not None:
-            checks.append(pa.Check.isin(list(r.allowed), name="allowed"))
+            checks.append(pa.Check.isin(list(r.allowed)))
         columns[name] = pa.Column(checks=checks, nullable=r.nullable, unique=r.unique, required=False)
     return pa.DataFrameSchema(columns, strict=False)
 
