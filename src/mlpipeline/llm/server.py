@@ -146,9 +146,17 @@ class _NotReady(MLPipelineError):
     pass
 
 
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic puts union-member tags (``str``, ``list[str]``, ``function-after[...]``) in error locations."""
+    return part in _UNION_TAGS or "[" in part or part.startswith(("function-", "constrained-"))
+
+
 def _validation_error(e: ValidationError) -> OpenAIRequestError:
     err = e.errors()[0]
-    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "str", "list[", "int", "bool"))]
+    loc = [str(p) for p in err["loc"] if not _is_union_tag(str(p))]
     param = ".".join(loc) or None
     msg = "unknown or missing field" if err["type"] == "missing" else err["msg"]
     more = f" (and {len(e.errors()) - 1} more errors)" if len(e.errors()) > 1 else ""
