@@ -35,7 +35,7 @@ def features(
     report: dict[str, Any] = {"method": fcfg.selection.method, "k": fcfg.selection.k, "n_input_features": len(names)}
     if selector is None:
         final = pre
-        report.update(selected=names, scores={})
+        report.update(selected=names, scores=[])
     else:
         y_fit = y if dcfg.task == "regression" else y.astype(str)
         selector.fit(Xt, y_fit)
@@ -48,7 +48,7 @@ def features(
         report.update(
             selected=[n for n, m in zip(names, mask, strict=True) if m],
             dropped=[n for n, m in zip(names, mask, strict=True) if not m],
-            scores={n: round(float(s), 6) for n, s in sorted(zip(names, scores, strict=True), key=lambda t: -t[1])},
+            scores=[{"feature": n, "score": round(float(s), 6)} for n, s in sorted(zip(names, scores, strict=True), key=lambda t: -t[1])],
         )
     report["n_selected"] = len(report["selected"])
     Path(out_transform).mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlpipeline.artifacts import atomic_write_json, atomic_write_text, dump_joblib, write_manifest
-from mlpipeline.errors import ArtifactError
+from mlpipeline.artifacts import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    dump_joblib,
+    sha256_bytes,
+    write_manifest,
+)
+from mlpipeline.errors import ArtifactError, IntegrityError
 from mlpipeline.packaging import (
     CARD_JSON,
     CARD_MD,
@@ -84,7 +91,10 @@ def build_model_dir(
     out_dir: str | Path,
     *,
     name: str,
-    estimator: Any,
+    estimator: Any = None,
+    model_file: str | Path | None = None,
+    model_sha256: str | None = None,
+    estimator_name: str | None = None,
     signature: Signature,
     metrics: dict[str, Any],
     lineage: dict[str, Any],
@@ -93,16 +103,28 @@ def build_model_dir(
 ) -> str:
     """Write a complete model dir at ``out_dir`` (built in a temp sibling, renamed at the end).
 
-    Returns the manifest sha256 (the version's content address). ``out_dir`` may exist but must
-    then be empty (KFP pre-creates output artifact directories).
+    Give either ``estimator`` (pickled here) or ``model_file`` + ``model_sha256`` (an already
+    pickled model, copied byte for byte after its sha256 is checked, so the packaged file is the
+    trained file). Returns the manifest sha256 (the version's content address). ``out_dir`` may
+    exist but must then be empty (KFP pre-creates output artifact directories).
     """
+    if (estimator is None) == (model_file is None):
+        raise ArtifactError("build_model_dir needs exactly one of estimator or model_file")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ArtifactError(f"refusing to package into non-empty directory {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        model_sha = dump_joblib(estimator, tmp / MODEL_FILE)
+        if model_file is not None:
+            data = Path(model_file).read_bytes()
+            model_sha = sha256_bytes(data)
+            if model_sha != model_sha256:
+                raise IntegrityError(f"{model_file}: sha256 does not match the recorded {model_sha256}; refusing to package")
+            atomic_write_bytes(tmp / MODEL_FILE, data)
+        else:
+            model_sha = dump_joblib(estimator, tmp / MODEL_FILE)
+            estimator_name = estimator_name or type(getattr(estimator, "steps", [[None, estimator]])[-1][1]).__name__
         sig = signature.to_dict()
         atomic_write_json(tmp / SIGNATURE_FILE, sig)
         atomic_write_json(tmp / METRICS_FILE, metrics)
@@ -111,7 +133,7 @@ def build_model_dir(
         card = {
             "name": name,
             "description": description,
-            "estimator": type(getattr(estimator, "steps", [[None, estimator]])[-1][1]).__name__,
+            "estimator": estimator_name or "unknown",
             "created_at": lineage.get("created_at") or datetime.now(UTC).isoformat(timespec="seconds"),
             "signature": sig,
             "metrics": metrics,
@@ -145,13 +167,16 @@ def package(
 
     ``config`` is the whole pipeline config (JSON); its hash goes into the lineage.
     """
-    from mlpipeline.artifacts import load_verified_object, read_json
+    from mlpipeline.artifacts import read_json
     from mlpipeline.config import PipelineConfig, parse_section, sha256_json
     from mlpipeline.registry import ModelRegistry
     from mlpipeline.stages.train import MODEL_FILE as TRAIN_MODEL_FILE
 
     cfg = parse_section(PipelineConfig, config)
-    estimator = load_verified_object(model_dir, TRAIN_MODEL_FILE)
+    model_file = Path(model_dir) / TRAIN_MODEL_FILE
+    sha_file = Path(model_dir) / f"{TRAIN_MODEL_FILE}.sha256"
+    if not sha_file.is_file():
+        raise ArtifactError(f"{model_file}: no recorded sha256; refusing to package")
     metrics = read_json(metrics_path)
     signature = Signature.from_dict(read_json(signature_path))
     fingerprint = read_json(data_schema_path)
@@ -171,7 +196,9 @@ def package(
     digest = build_model_dir(
         out_model,
         name=cfg.registry.model_name,
-        estimator=estimator,
+        model_file=model_file,
+        model_sha256=sha_file.read_text().strip(),
+        estimator_name=train_info["estimator"],
         signature=signature,
         metrics={k: metrics[k] for k in ("primary_metric", "threshold", "validation", "test") if k in metrics},
         lineage=lineage,
