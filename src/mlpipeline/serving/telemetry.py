@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from starlette.requests import Request
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _INFER_PATH = re.compile(r"^/(?P<proto>v1)/models/(?P<name>[^/]+):predict$|^/(?P<proto2>v2)/models/(?P<name2>[^/]+)(?:/versions/[^/]+)?/infer$")
 
@@ -51,7 +53,7 @@ def classify_path(path: str) -> tuple[str, str] | None:
     return "v2", m.group("name2")
 
 
-async def metrics_endpoint(request: Any) -> Any:
+async def metrics_endpoint(request: Request) -> Any:
     """``GET /metrics``: the default registry, or the sum over workers in multiprocess mode."""
     from prometheus_client import REGISTRY, CollectorRegistry, exposition
     from prometheus_client.multiprocess import MultiProcessCollector
