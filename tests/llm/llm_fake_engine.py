@@ -29,6 +29,7 @@ class FakeEngine:
         self.running: dict[int, list[int]] = {}  # seq id -> remaining script
         self.log: list[tuple[str, object]] = []
         self.fail_next_decode = False
+        self.chat_template = True
 
     def allow(self, steps: int = 1) -> None:
         for _ in range(steps):
@@ -64,6 +65,16 @@ class FakeEngine:
     def reset(self) -> None:
         with self._busy:
             self.running.clear()
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(ch) - ord("a") + 1 for ch in text if "a" <= ch <= "z"]
+
+    def apply_chat_template(self, messages: list[dict[str, str]]) -> list[int]:
+        if not self.chat_template:
+            from mlpipeline.errors import GenerationError
+
+            raise GenerationError("model has no chat template")
+        return self.encode("".join(m["content"] for m in messages))
 
     def decode_text(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(ord("a") + t - 1) for t in token_ids)

@@ -172,7 +172,7 @@ def resolve_checkpoint(
     if source is None or str(source) == PACKAGED_MODEL:
         return convert_gguf(packaged_gguf_path(), cache_dir)
     path = Path(source).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
+    if path.suffix == ".gguf":
         return convert_gguf(path, cache_dir)
     if path.is_dir():
         if (path / "config.json").is_file():
