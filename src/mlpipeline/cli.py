@@ -84,6 +84,10 @@ def run(
     from mlpipeline.artifacts import read_json
     from mlpipeline.pipelines.tabular import build_pipeline
 
+    import warnings
+
+    # kfp.local warns once per task that resource requests only apply on a cluster; say it once.
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
     console = Console()
     root = pipeline_root.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -92,6 +96,7 @@ def run(
     pipeline = build_pipeline(cfg)
     before = set(root.iterdir())
     console.rule(f"[bold]{cfg.name}[/]: running {pipeline.name} locally (pipeline_root {root})")
+    console.print("[dim]resource requests, GPU and volume settings apply on a cluster only[/]")
     t0 = time.perf_counter()
     try:
         pipeline(**cfg.sections(), name=cfg.name, description=cfg.description)
