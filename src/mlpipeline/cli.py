@@ -88,6 +88,8 @@ def run(
 
     # kfp.local warns once per task that resource requests only apply on a cluster; say it once.
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+    # SubprocessRunner runs the project image's code from this venv (which has the same package).
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     console = Console()
     root = pipeline_root.resolve()
     root.mkdir(parents=True, exist_ok=True)
