@@ -8,11 +8,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serving_support import ServerProcess, build_churn_model, churn_frame  # noqa: E402
-
-#: limits the shared server runs with, small enough to test the 413s cheaply
-MAX_BATCH_ROWS = 500
-MAX_BODY_BYTES = 1_000_000
+from serving_support import (  # noqa: E402
+    MAX_BATCH_ROWS,
+    MAX_BODY_BYTES,
+    ServerProcess,
+    build_churn_model,
+    churn_frame,
+)
 
 
 @pytest.fixture(scope="session")

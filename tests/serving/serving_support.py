@@ -5,6 +5,7 @@ Imported by tests/serving and tests/manifests (which puts this folder on sys.pat
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_NAME = "churn"
+#: limits the shared test server runs with, small enough to test the 413s cheaply
+MAX_BATCH_ROWS = 500
+MAX_BODY_BYTES = 1_000_000
 
 
 def churn_frame(n_rows: int = 1500, seed: int = 0) -> Any:
@@ -139,3 +143,22 @@ class ServerProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------- payload helpers
+def records(df) -> list[dict[str, Any]]:
+    return json.loads(df.to_json(orient="records"))  # NaN → null, bools stay bools
+
+
+def expected(packaged, df):
+    pred = packaged.predict_frame(df)
+    return pred["prediction"].tolist(), pred["probability"].to_numpy()
+
+
+def v2_column_tensors(df, signature) -> list[dict[str, Any]]:
+    dt = {"int": "INT64", "float": "FP64", "bool": "BOOL", "str": "BYTES"}
+    out = []
+    for spec in signature.inputs:
+        vals = json.loads(df[spec.name].to_json(orient="values"))
+        out.append({"name": spec.name, "shape": [len(df)], "datatype": dt[spec.dtype], "data": vals})
+    return out

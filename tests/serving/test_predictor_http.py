@@ -10,28 +10,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from serving_support import MODEL_NAME
+from serving_support import MODEL_NAME, expected, records, v2_column_tensors
 
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 V2 = f"/v2/models/{MODEL_NAME}/infer"
-
-
-def records(df) -> list[dict[str, Any]]:
-    return json.loads(df.to_json(orient="records"))  # NaN → null, bools stay bools
-
-
-def expected(packaged, df):
-    pred = packaged.predict_frame(df)
-    return pred["prediction"].tolist(), pred["probability"].to_numpy()
-
-
-def v2_column_tensors(df, signature) -> list[dict[str, Any]]:
-    dt = {"int": "INT64", "float": "FP64", "bool": "BOOL", "str": "BYTES"}
-    out = []
-    for spec in signature.inputs:
-        vals = json.loads(df[spec.name].to_json(orient="values"))
-        out.append({"name": spec.name, "shape": [len(df)], "datatype": dt[spec.dtype], "data": vals})
-    return out
 
 
 def test_health_and_metadata(server, packaged):
@@ -158,3 +140,12 @@ def test_tritonclient_http(server, packaged, rows, binary):
     got = [v.decode() if isinstance(v, bytes) else v for v in res.as_numpy("prediction").tolist()]
     assert got == labels
     assert np.array_equal(res.as_numpy("probability"), proba)
+
+
+def test_v2_versioned_routes_take_the_served_version(server, packaged, rows):
+    base = f"{server.url}/v2/models/{MODEL_NAME}/versions/{packaged.version}"
+    assert httpx.get(base).json()["versions"] == [packaged.version]
+    assert httpx.get(base + "/ready").json() == {"name": MODEL_NAME, "ready": True}
+    r = httpx.post(base + "/infer", json={"inputs": v2_column_tensors(rows.head(4), packaged.signature)})
+    assert r.status_code == 200, r.text
+    assert {o["name"]: o for o in r.json()["outputs"]}["prediction"]["data"] == expected(packaged, rows.head(4))[0]

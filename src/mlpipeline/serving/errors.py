@@ -141,9 +141,11 @@ def install_exception_handlers(app: Any) -> None:
 
     log = logging.getLogger("mlpipeline.serving")
 
-    async def handle(_request: Any, exc: Exception) -> Any:
+    async def handle(request: Any, exc: Exception) -> Any:
         if isinstance(exc, RequestValidationError):
             exc = _request_validation_error(exc)
+        elif isinstance(exc, HTTPException) and exc.status_code == 404:
+            exc = RouteNotFoundError(f"no route for {request.method} {request.url.path}")
         if status_for(exc) >= 500:
             log.error("request failed", exc_info=exc)
         else:

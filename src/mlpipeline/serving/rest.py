@@ -144,10 +144,24 @@ class PredictorRoutes:
     def served(self) -> set[str]:
         return set(self.dataplane.model_registry.get_models())
 
-    def _check_model(self, name: str) -> None:
+    def _check_model(self, name: str, version: str | None = None) -> Any:
         served = self.served()
         if name not in served:
             raise ModelNotFoundError(name, sorted(served))
+        model = self.dataplane.model_registry.get_model(name)
+        current = getattr(model, "version", None)
+        if version is not None and version != current:
+            raise ModelNotFoundError(f"{name}/versions/{version}", [f"{name}/versions/{current}"])
+        return model
+
+    async def v2_version_metadata(self, model_name: str, model_version: str) -> Response:
+        self._check_model(model_name, model_version)
+        return json_response({**(await self.dataplane.model_metadata(model_name)), "versions": [model_version]})
+
+    async def v2_version_ready(self, model_name: str, model_version: str) -> Response:
+        self._check_model(model_name, model_version)
+        ready = await self.dataplane.model_ready(model_name)
+        return json_response({"name": model_name, "ready": ready}, 200 if ready else 503)
 
     async def v1_predict(self, model_name: str, request: Request) -> Response:
         self._check_model(model_name)
@@ -158,7 +172,7 @@ class PredictorRoutes:
         return json_response(response, headers=_clean(response_headers))
 
     async def v2_infer(self, model_name: str, request: Request, model_version: str | None = None) -> Response:
-        self._check_model(model_name)
+        self._check_model(model_name, model_version)
         headers = dict(request.headers)
         if INFERENCE_HEADER not in headers:
             _require_json(request)
@@ -181,6 +195,8 @@ class PredictorRoutes:
         r.add_api_route(
             "/v2/models/{model_name}/versions/{model_version}/infer", self.v2_infer, methods=["POST"], response_model=None
         )
+        r.add_api_route("/v2/models/{model_name}/versions/{model_version}", self.v2_version_metadata, methods=["GET"])
+        r.add_api_route("/v2/models/{model_name}/versions/{model_version}/ready", self.v2_version_ready, methods=["GET"])
         for action in ("load", "unload"):
             r.add_api_route(f"/v2/repository/models/{{model_name}}/{action}", self.repository, methods=["POST"])
         r.add_api_route("/v2/repository/index", self.repository_index, methods=["POST"])
