@@ -277,3 +277,21 @@ def test_metrics_scrape_passes_promtool(llm_server: LLMServer) -> None:
         ["promtool", "check", "metrics"], input=scrape, capture_output=True, text=True, timeout=30
     )
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
+
+
+def test_dashboard_and_rules_use_only_metrics_the_server_exports(llm_server: LLMServer) -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    llm = Path(__file__).resolve().parents[2] / "manifests" / "llm"
+    rules = yaml.safe_load((llm / "rules" / "llm.rules.yaml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    dash = json.loads((llm / "base" / "dashboards" / "mlpipeline-llm.json").read_text())
+    exprs += [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
+    used = {m for e in exprs for m in re.findall(r"(?<![:\w])(mlpipeline_[a-z0-9_]+)(?![:\w])", e)}
+    assert len(used) >= 8
+    exported = {s.name for fam in text_string_to_metric_families(llm_server.metrics()) for s in fam.samples}
+    assert not used - exported, sorted(used - exported)
