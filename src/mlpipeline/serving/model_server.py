@@ -10,14 +10,16 @@ hooks. Importing this module imports kserve, which parses ``sys.argv``: only
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import fastapi
 from kserve import ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.logging import logger
 from kserve.model_server import args as kserve_args
 from kserve.protocol.grpc.server import GRPCServer
-from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
 from kserve.protocol.rest.server import RESTServer
 
 from mlpipeline.serving.errors import install_exception_handlers
@@ -50,7 +52,7 @@ class PredictorRESTServer(RESTServer):
 class PredictorRESTServerMultiProcess(RESTServerMultiProcess):
     """KServe's worker supervisor with our REST server in each worker, and dead workers' gauges dropped."""
 
-    def __init__(self, app: str, data_plane: Any, repo_ext: Any, http_port: int, *, host: str, max_body_bytes: int, **kw: Any):
+    def __init__(self, app: str, data_plane: Any, repo_ext: Any, http_port: int, *, host: str, max_body_bytes: int, startup_grace_s: float = 120.0, **kw: Any):
         super().__init__(app, data_plane, repo_ext, http_port, **kw)
         self._rest_server = PredictorRESTServer(
             app,
@@ -65,15 +67,37 @@ class PredictorRESTServerMultiProcess(RESTServerMultiProcess):
             event_loop=kw.get("event_loop", "auto"),
             timeout_keep_alive=kw.get("timeout_keep_alive", 65),
         )
+        self.startup_grace_s = startup_grace_s
+        self._born: dict[int | None, float] = {}
 
     async def keep_subprocess_alive(self, sockets: Any) -> None:
+        """KServe's supervision loop, with a start-up grace and metrics bookkeeping.
+
+        KServe pings every worker each 0.5 s with a 5 s timeout, but a spawned worker only answers
+        once it has unpickled the model, i.e. after importing kserve, pandas and scikit-learn: on a
+        busy node that takes longer than 5 s, and KServe then kills and respawns it forever. Workers
+        younger than ``startup_grace_s`` are only checked for having exited. A replaced worker's
+        live gauges are dropped from the multiprocess directory.
+        """
         from prometheus_client import multiprocess
 
-        before = [p.pid for p in self._processes]
-        await super().keep_subprocess_alive(sockets)
-        for old, proc in zip(before, self._processes, strict=True):
-            if old is not None and proc.pid != old:
-                multiprocess.mark_process_dead(old)
+        now = time.monotonic()
+        for idx, process in enumerate(self._processes):
+            if self.should_exit.is_set():
+                return
+            born = self._born.setdefault(process.pid, now)
+            running = process._process.is_alive()  # no public "has exited" on RESTServerProcess
+            if running and (now - born < self.startup_grace_s or process.ping(timeout=5)):
+                continue
+            process.kill()
+            await process.wait_for_termination()
+            if self.should_exit.is_set():
+                return
+            logger.warning("worker process [%s] died or hung; starting a new one", process.pid)
+            replacement = RESTServerProcess(sockets, self._rest_server.run, log_config_file=self.log_config_file)
+            replacement.start()
+            self._processes[idx] = replacement
+            multiprocess.mark_process_dead(process.pid)
 
 
 class PredictorModelServer(ModelServer):

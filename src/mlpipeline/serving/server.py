@@ -62,7 +62,12 @@ def serve(
     if not 0 < port < 65536:
         raise ConfigError(f"port must be in 1..65535, got {port}")
 
+    from mlpipeline.artifacts import verify_manifest
     from mlpipeline.serving.telemetry import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    # fail in well under a second on a tampered/incomplete dir, before the heavy imports;
+    # TabularModel.load() verifies again right before unpickling
+    verify_manifest(model_dir)
 
     mp_dir = os.environ.get(MULTIPROC_ENV)
     if workers > 1 and not mp_dir:
