@@ -143,6 +143,9 @@ class SplitConfig(_Section):
     test_size: float = Field(default=0.2, gt=0, lt=1)
     validation_size: float = Field(default=0.2, gt=0, lt=1)
     stratify: bool = True
+    group_column: str | None = Field(
+        default=None, description="keep all rows of a group (e.g. one machine or customer) in one split: no leakage"
+    )
     seed: int = 42
 
     @model_validator(mode="after")
@@ -176,12 +179,37 @@ class AcceleratorConfig(_Section):
     limit: int = Field(default=1, ge=1)
 
 
+class DistributedConfig(_Section):
+    """Multi-node training on a cluster: the train step hands the torch MLP to a Kubeflow Trainer
+    ``TrainJob`` (runtime ``torch-distributed``) or a Training Operator ``PyTorchJob`` and waits.
+
+    Inputs and the trained model travel through ``pvc_name``, mounted at ``mount_path`` in the train
+    step and in every job pod (see :mod:`mlpipeline.distributed.launcher`).
+    """
+
+    engine: Literal["trainjob", "pytorchjob"] = "trainjob"
+    num_nodes: int = Field(default=2, ge=1)
+    gpus_per_node: int = Field(default=1, ge=0, description="0: CPU nodes (gloo), else one process per GPU (nccl)")
+    procs_per_node: int = Field(default=1, ge=1, description="processes per CPU node (gpus_per_node=0)")
+    runtime: str = Field(default="torch-distributed", description="TrainJob runtimeRef (ClusterTrainingRuntime)")
+    namespace: str = "mlpipeline"
+    image: str | None = Field(default=None, description="training image; default: the project image")
+    pvc_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="RWX PVC shared by step and pods")
+    mount_path: str = "/mnt/shared"
+    cpu: str = "2"
+    memory: str = "8Gi"
+    service_account: str | None = None
+    timeout_s: float = Field(default=6 * 3600, gt=0)
+    poll_interval_s: float = Field(default=10, gt=0)
+
+
 class TrainConfig(_Section):
     seed: int = 42
     torch: TorchConfig = TorchConfig()
     accelerator: AcceleratorConfig | None = None
     cpu_request: str = "1"
     memory_request: str = "2G"
+    distributed: DistributedConfig | None = None
 
 
 # --------------------------------------------------------------------------- evaluate / gate

@@ -24,6 +24,23 @@ def split_frame(df: Any, dcfg: DataConfig, scfg: SplitConfig) -> tuple[Any, Any,
         ordered = df.sort_values(dcfg.time_column, kind="stable")
         train, val, test = ordered.iloc[: n - n_test - n_val], ordered.iloc[n - n_test - n_val : n - n_test], ordered.iloc[n - n_test :]
         method = f"time-ordered by {dcfg.time_column}"
+    elif scfg.group_column:
+        from sklearn.model_selection import GroupShuffleSplit
+
+        if scfg.group_column not in df.columns:
+            raise DataError(f"split.group_column {scfg.group_column!r} not in the data")
+        groups = df[scfg.group_column].astype(str)
+        if groups.nunique() < 3:
+            raise DataError(f"split.group_column {scfg.group_column!r} has {groups.nunique()} group(s); need at least 3")
+
+        def take(frame: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+            gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+            keep, hold = next(gss.split(frame, groups=groups.loc[frame.index]))
+            return frame.iloc[keep], frame.iloc[hold]
+
+        rest, test = take(df, scfg.test_size, scfg.seed)
+        train, val = take(rest, scfg.validation_size / (1 - scfg.test_size), scfg.seed)
+        method = f"grouped by {scfg.group_column}"
     else:
         strat = df[dcfg.target] if (scfg.stratify and dcfg.task == "classification") else None
         if strat is not None and strat.value_counts().min() < 3:
