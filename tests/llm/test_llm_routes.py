@@ -130,3 +130,14 @@ def test_cli_flags_do_not_collide_with_kserve_parser() -> None:
     parsed, unknown = kserve_parser.parse_known_args(argv)
     assert vars(parsed) == vars(defaults)
     assert len([u for u in unknown if u.startswith("--")]) == len([a for a in argv if a.startswith("--")])
+
+
+def test_oversized_and_absurdly_nested_bodies_are_client_errors(client: TestClient) -> None:
+    from mlpipeline.llm.server import MAX_BODY_BYTES
+
+    big = b'{"model": "fake", "prompt": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    r = client.post("/openai/v1/completions", content=big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    nested = b"[" * 100_000 + b"]" * 100_000
+    r = client.post("/openai/v1/completions", content=nested)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"

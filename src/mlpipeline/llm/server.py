@@ -29,7 +29,13 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from mlpipeline.errors import GenerationError, InvalidInputError, MLPipelineError, ServerBusyError
+from mlpipeline.errors import (
+    GenerationError,
+    InvalidInputError,
+    MLPipelineError,
+    PayloadTooLargeError,
+    ServerBusyError,
+)
 from mlpipeline.llm import protocol as P
 from mlpipeline.llm.engine import BatchEngine, EngineConfig, SamplingParams, resolve_checkpoint
 from mlpipeline.llm.scheduler import (
@@ -128,6 +134,10 @@ def error_response(exc: Exception) -> Response:
         return JSONResponse(
             _error_body(str(exc), "invalid_request_error", exc.param, exc.code), status_code=400
         )
+    if isinstance(exc, PayloadTooLargeError):
+        return JSONResponse(
+            _error_body(str(exc), "invalid_request_error", code="payload_too_large"), status_code=413
+        )
     if isinstance(exc, InvalidInputError):
         return JSONResponse(_error_body(str(exc), "invalid_request_error"), status_code=400)
     if isinstance(exc, ServerBusyError):
@@ -163,11 +173,20 @@ def _validation_error(e: ValidationError) -> OpenAIRequestError:
     return OpenAIRequestError(f"{param or 'body'}: {msg}{more}", param=param, code="invalid_value")
 
 
+#: Request bodies above this are refused (HTTP 413) before parsing; prompts are capped far lower in tokens.
+MAX_BODY_BYTES = 4 << 20
+
+
 async def _read_request(request: Request, model_cls: type[BaseModel]) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {MAX_BODY_BYTES}")
     raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON
         raise OpenAIRequestError(f"request body is not valid JSON: {e}", code="invalid_json") from e
     if not isinstance(body, dict):
         raise OpenAIRequestError("request body must be a JSON object", code="invalid_json")
