@@ -131,3 +131,18 @@ def test_no_5xx_and_server_still_serving(server, valid):
         if line.startswith("mlpipeline_inference_requests_total{")
     }
     assert codes and all(not c.startswith("5") for c in codes), codes
+
+
+def test_chunked_body_over_the_limit_is_413(server):
+    """No Content-Length to check up front: the limit is enforced while the body streams in."""
+
+    def chunks():
+        yield b'{"instances": ['
+        for _ in range(MAX_BODY_BYTES // 50_000 + 2):
+            yield b"[" + b"1," * 25_000 + b"1],"
+        yield b"[1]]}"
+
+    r = httpx.post(server.url + V1, content=chunks(), headers={"content-type": "application/json"}, timeout=30)
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.status_code == 413, r.text[:300]
+    assert f"limit of {MAX_BODY_BYTES} bytes" in r.json()["error"]

@@ -239,29 +239,25 @@ def _frame_from_matrix(inp: Any, signature: Signature, max_rows: int) -> Any:
 
 
 def v2_outputs(pred: Any, signature: Signature) -> list[Any]:
-    """``predict_frame`` result → kserve ``InferOutput`` tensors (see :func:`output_metadata`)."""
-    import numpy as np
+    """``predict_frame`` result → kserve ``InferOutput`` tensors (see :func:`output_metadata`).
+
+    Data are flat Python lists (row-major): KServe's REST encoder accepts them as is and its gRPC
+    encoder cannot take numpy arrays when the request came with raw (binary) tensors.
+    """
     from kserve import InferOutput
 
     n = len(pred)
-    labels = pred["prediction"].to_numpy()
     meta = {m["name"]: m for m in output_metadata(signature)}
     label_type = meta["prediction"]["datatype"]
-    if label_type == "BYTES":
-        labels = np.asarray([str(v) for v in labels], dtype=object)
-    elif label_type == "INT64":
-        labels = labels.astype("int64")
-    elif label_type == "BOOL":
-        labels = labels.astype(bool)
-    else:
-        labels = labels.astype("float64")
+    convert = {"BYTES": str, "INT64": int, "BOOL": bool}.get(label_type, float)
+    labels = [convert(_py(v)) for v in pred["prediction"].tolist()]
     outs = [InferOutput(name="prediction", shape=[n], datatype=label_type, data=labels)]
     if "probability" in meta:
-        outs.append(InferOutput(name="probability", shape=[n], datatype="FP64", data=pred["probability"].to_numpy("float64")))
+        outs.append(InferOutput(name="probability", shape=[n], datatype="FP64", data=pred["probability"].to_numpy("float64").tolist()))
     elif "probabilities" in meta:
         cols = [f"proba_{c}" for c in signature.classes]
         probs = pred[cols].to_numpy("float64")
-        outs.append(InferOutput(name="probabilities", shape=[n, len(cols)], datatype="FP64", data=probs))
+        outs.append(InferOutput(name="probabilities", shape=[n, len(cols)], datatype="FP64", data=probs.ravel().tolist()))
     return outs
 
 

@@ -90,6 +90,21 @@ def status_for(exc: BaseException) -> int:
     return code if code is not None else HTTPStatus.INTERNAL_SERVER_ERROR
 
 
+def grpc_status_for(exc: BaseException) -> Any:
+    """The gRPC status code for ``exc``, derived from :func:`status_for` so both protocols agree."""
+    from grpc import StatusCode
+
+    return {
+        400: StatusCode.INVALID_ARGUMENT,
+        413: StatusCode.RESOURCE_EXHAUSTED,
+        415: StatusCode.INVALID_ARGUMENT,
+        422: StatusCode.INVALID_ARGUMENT,
+        404: StatusCode.NOT_FOUND,
+        501: StatusCode.UNIMPLEMENTED,
+        503: StatusCode.UNAVAILABLE,
+    }.get(int(status_for(exc)), StatusCode.INTERNAL)
+
+
 def error_body(exc: BaseException) -> dict[str, Any]:
     from starlette.exceptions import HTTPException
 

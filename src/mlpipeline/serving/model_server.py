@@ -14,15 +14,18 @@ import time
 from typing import Any
 
 import fastapi
+from grpc import StatusCode
 from kserve import ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.logging import logger
 from kserve.model_server import args as kserve_args
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
 from kserve.protocol.rest.server import RESTServer
 
-from mlpipeline.serving.errors import install_exception_handlers
+from mlpipeline.errors import MLPipelineError
+from mlpipeline.serving.errors import grpc_status_for, install_exception_handlers
 from mlpipeline.serving.predictor import TabularModel
 from mlpipeline.serving.rest import install_middleware, install_routes
 from mlpipeline.serving.telemetry import publish_model_info
@@ -100,6 +103,49 @@ class PredictorRESTServerMultiProcess(RESTServerMultiProcess):
             multiprocess.mark_process_dead(process.pid)
 
 
+class PredictorExceptionInterceptor(ExceptionToStatusInterceptor):
+    """gRPC twin of the REST exception handlers: our typed errors get the matching status."""
+
+    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str) -> None:
+        if isinstance(ex, MLPipelineError):
+            code = grpc_status_for(ex)
+            (logger.error if code == StatusCode.INTERNAL else logger.info)("%s: %s (%s)", method_name, ex, code.name)
+            await context.abort(code, str(ex))
+        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class PredictorGRPCServer(GRPCServer):
+    """KServe's gRPC server bound to ``host`` (KServe hard-codes [::]) with our exception mapping."""
+
+    def __init__(self, *args: Any, host: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._host = host
+
+    async def start(self, max_workers: int) -> None:
+        from concurrent import futures
+
+        from grpc import aio
+        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+        from kserve.protocol.grpc.interceptors import LoggingInterceptor
+        from kserve.protocol.grpc.servicer import InferenceServicer
+
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(LoggingInterceptor(), PredictorExceptionInterceptor()),
+            options=[
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+            ],
+        )
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        address = f"[{self._host}]:{self._port}" if ":" in self._host else f"{self._host}:{self._port}"
+        self._server.add_insecure_port(address)
+        logger.info("Starting gRPC server on %s with %d threads", address, max_workers)
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
 class PredictorModelServer(ModelServer):
     """``ModelServer.start`` with our REST servers; everything else (gRPC, signals, loop) is KServe's."""
 
@@ -141,12 +187,13 @@ class PredictorModelServer(ModelServer):
             )
             self.servers.append(self._rest_server.start())
         if self.enable_grpc:
-            self._grpc_server = GRPCServer(
+            self._grpc_server = PredictorGRPCServer(
                 self.grpc_port,
                 self.dataplane,
                 self.model_repository_extension,
                 kwargs=vars(kserve_args),
                 grace_period=self.grace_period,
+                host=self.host,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
