@@ -55,6 +55,10 @@ def train(
 
     dcfg = parse_section(DataConfig, data_cfg, "data")
     tcfg = parse_section(TrainConfig, train_cfg, "train")
+    if tcfg.distributed is not None:  # multi-node: a TrainJob/PyTorchJob trains, this step waits for it
+        from mlpipeline.distributed.launcher import train_distributed
+
+        return train_distributed(train_path, transform_dir, best_params_path, dcfg, tcfg, out_model)
     best = read_json(best_params_path)
     transform = load_verified_object(transform_dir, TRANSFORM_FILE)
     X, y = xy(read_parquet(train_path), dcfg)
