@@ -7,32 +7,26 @@ session, with small limits so limit and queue tests stay fast. Nothing talks to 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from llm_support import (
+    MAX_NEW_TOKENS,
+    MAX_PROMPT_TOKENS,
+    MAX_RUNNING,
+    MAX_WAITING,
+    MODEL_NAME,
+    LLMServer,
+    free_port,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-MODEL_NAME = "smollm2-test"
-#: Limits the server under test runs with (tests build over-limit requests from them).
-MAX_RUNNING = 4
-MAX_WAITING = 2
-MAX_PROMPT_TOKENS = 256
-MAX_NEW_TOKENS = 64
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -41,25 +35,6 @@ def smollm2_checkpoint() -> Path:
     from mlpipeline.llm.engine import resolve_checkpoint
 
     return resolve_checkpoint(None)  # converts the packaged GGUF on first use; cached by sha256 afterwards
-
-
-@dataclass(frozen=True)
-class LLMServer:
-    port: int
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def openai_base(self) -> str:
-        return f"{self.base}/openai/v1"
-
-    def metrics(self) -> str:
-        r = httpx.get(f"{self.base}/metrics", timeout=10)
-        r.raise_for_status()
-        return r.text
 
 
 @pytest.fixture(scope="session")

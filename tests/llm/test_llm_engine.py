@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +20,18 @@ PROMPTS = [
     "Water boils at a temperature of",
 ]
 GREEDY = SamplingParams(temperature=0.0)
-STEPS = 12
+STEPS = 10
 
 
 @pytest.fixture(scope="module")
-def engine(smollm2_checkpoint: Path) -> BatchEngine:
-    e = BatchEngine.load(EngineConfig(model_source=str(smollm2_checkpoint), threads=2))
+def engine(smollm2_checkpoint: Path) -> Iterator[BatchEngine]:
+    import torch
+
+    threads = torch.get_num_threads()  # one thread: robust when other test processes share the cores
+    e = BatchEngine.load(EngineConfig(model_source=str(smollm2_checkpoint), threads=1))
     e.warmup()
-    return e
+    yield e
+    torch.set_num_threads(threads)
 
 
 def alone(engine: BatchEngine, prompt: str, params: SamplingParams = GREEDY, steps: int = STEPS) -> list[int]:
@@ -40,7 +45,7 @@ def test_batched_greedy_equals_unbatched_with_staggered_joins_and_leaves(engine:
     reference = [alone(engine, p) for p in PROMPTS]
     outputs: dict[int, list[int]] = {}
     # joins at different steps (different prompt lengths → real left padding), leaves as each finishes
-    join_at = {0: 0, 1: 0, 2: 3, 3: 5, 4: 9}
+    join_at = {0: 0, 1: 0, 2: 3, 3: 5, 4: 7}
     step = 0
     max_batch = 0
     while len(outputs) < len(PROMPTS) or engine.num_sequences:
@@ -74,11 +79,11 @@ def test_release_trims_padding_columns(engine: BatchEngine) -> None:
 
 def test_seeded_sampling_is_independent_of_batch_company(engine: BatchEngine) -> None:
     params = SamplingParams(temperature=0.8, top_p=0.9, seed=1234)
-    ref = alone(engine, PROMPTS[1], params, steps=8)
-    assert ref == alone(engine, PROMPTS[1], params, steps=8)
+    ref = alone(engine, PROMPTS[1], params, steps=6)
+    assert ref == alone(engine, PROMPTS[1], params, steps=6)
     engine.prefill(5, engine.encode(PROMPTS[2]), SamplingParams(temperature=1.0, seed=9))
     got = [engine.prefill(6, engine.encode(PROMPTS[1]), params)]
-    got += [engine.decode()[6] for _ in range(7)]
+    got += [engine.decode()[6] for _ in range(5)]
     engine.reset()
     assert got == ref
 
