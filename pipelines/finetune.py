@@ -1,0 +1,132 @@
+"""The LoRA fine-tuning pipeline: prepare corpus → base perplexity ∥ LoRA train → merge → perplexity → package.
+
+``build_finetune_pipeline(cfg)`` returns a ``@dsl.pipeline`` whose parameters are the config sections
+(the config's values as defaults, so a run can override any section without recompiling); static
+settings (the train step's GPU request and toleration, resources) come from the config. The base
+perplexity and the training run side by side; "after" is measured on the merged weights as packaged.
+
+``python -m mlpipeline.pipelines.finetune`` rewrites the golden files ``pipelines/compiled/llm/*.yaml``
+from ``configs/llm/*.yaml``.
+"""
+
+# no `from __future__ import annotations`: KFP reads the pipeline function's annotations as types
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kfp import dsl
+from mlpipeline.components.finetune import (
+    base_perplexity_op,
+    finetuned_perplexity_op,
+    lora_train_op,
+    merge_lora_op,
+    package_llm_op,
+    prepare_corpus_op,
+)
+
+from mlpipeline.finetune.config import FinetuneConfig, load_finetune_config
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs" / "llm"
+COMPILED = REPO / "pipelines" / "compiled" / "llm"
+
+#: (cpu, memory) requests of the steps that load the model without training it.
+MODEL_STEP = ("2", "4G")
+LIGHT_STEP = ("1", "2G")
+
+
+def _resources(task: Any, cpu: str, memory: str) -> Any:
+    return task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
+
+
+def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
+    s = cfg.sections()
+    tcfg = cfg.train
+    acc = tcfg.accelerator
+
+    @dsl.pipeline(name=f"{cfg.name}-finetune", description=cfg.description or f"LoRA fine-tuning pipeline for {cfg.name}")
+    def finetune_pipeline(
+        name: str = cfg.name,
+        description: str = cfg.description,
+        model: dict = s["model"],
+        corpus: dict = s["corpus"],
+        lora: dict = s["lora"],
+        train: dict = s["train"],
+        evaluate: dict = s["evaluate"],
+        package: dict = s["package"],
+    ):
+        corpus_t = _resources(prepare_corpus_op(base_model=model, corpus=corpus), *MODEL_STEP)
+        corpus_t.set_display_name("prepare corpus")
+        blocks = corpus_t.outputs["blocks"]
+
+        before_t = _resources(base_perplexity_op(base_model=model, blocks=blocks, evaluate=evaluate), *MODEL_STEP)
+        before_t.set_display_name("perplexity (base)")
+        if acc is not None:  # evaluation of 100M+ parameter models belongs on the same kind of node
+            before_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
+
+        train_t = _resources(
+            lora_train_op(base_model=model, blocks=blocks, lora=lora, train=train), tcfg.cpu_request, tcfg.memory_request
+        )
+        train_t.set_display_name("LoRA train").set_caching_options(False)
+        if acc is not None:
+            train_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
+
+        merge_t = _resources(merge_lora_op(base_model=model, adapter=train_t.outputs["adapter"], package=package), *MODEL_STEP)
+        merge_t.set_display_name("merge adapter")
+
+        after_t = _resources(
+            finetuned_perplexity_op(merged=merge_t.outputs["merged"], blocks=blocks, evaluate=evaluate), *MODEL_STEP
+        )
+        after_t.set_display_name("perplexity (fine-tuned)")
+        if acc is not None:
+            after_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
+
+        pkg_t = package_llm_op(
+            merged=merge_t.outputs["merged"],
+            before=before_t.outputs["result"],
+            after=after_t.outputs["result"],
+            training=train_t.outputs["training"],
+            blocks=blocks,
+            name=name,
+            description=description,
+            base_model=model,
+            corpus=corpus,
+            lora=lora,
+            train=train,
+            evaluate=evaluate,
+            package=package,
+        )
+        _resources(pkg_t, *LIGHT_STEP).set_display_name("package for serving").set_caching_options(False)
+
+        if acc is not None:
+            from kfp import kubernetes
+
+            for task in (before_t, train_t, after_t):
+                kubernetes.add_toleration(task, key=acc.type, operator="Exists", effect="NoSchedule")
+
+    return finetune_pipeline
+
+
+def compile_finetune(cfg: FinetuneConfig, out: str | Path) -> Path:
+    """Compile to KFP IR YAML with stable bytes (same config → same file)."""
+    from kfp import compiler
+    from mlpipeline.pipelines.compile import stable_header
+
+    from mlpipeline.artifacts import atomic_write_text
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as d:
+        raw = Path(d) / "pipeline.yaml"
+        compiler.Compiler().compile(build_finetune_pipeline(cfg), package_path=str(raw))
+        atomic_write_text(out, stable_header(raw.read_text(encoding="utf-8")))
+    return out
+
+
+def compile_all(configs_dir: Path = CONFIGS, out_dir: Path = COMPILED) -> list[Path]:
+    return [compile_finetune(load_finetune_config(p), out_dir / f"{p.stem}.yaml") for p in sorted(configs_dir.glob("*.yaml"))]
+
+
+if __name__ == "__main__":
+    for p in compile_all():
+        print(p.relative_to(REPO), file=sys.stdout)
