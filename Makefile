@@ -62,13 +62,16 @@ clean: ## remove run outputs (keeps .venv)
 # --------------------------------------------------------------------------- containers (issue 6)
 # One image for components and predictors; its name is mlpipeline.config.DEFAULT_IMAGE (IMAGE above).
 # CONTAINER_ENGINE: docker when a Docker engine answers (a bare docker client is not enough), else podman.
-# BASE_IMAGE: the offline debootstrap base by default (no registry here); python:3.11-slim where one is.
+# BASE_IMAGE: for the CPU image the offline debootstrap base (no registry here; python:3.11-slim where one
+# is reachable); for IMAGE_VARIANT=cuda an nvidia/cuda base (docker/Dockerfile.cuda says why `base`).
 # HOST_CA: CA bundle handed to pip inside the build as the secret `hostca` (-> PIP_CERT for that one RUN
 # step only; nothing is stored in the image). Empty to build without it.
 CONTAINER_ENGINE ?= $(shell timeout 10 docker info >/dev/null 2>&1 && echo docker || echo podman)
-BASE_IMAGE ?= localhost/bookworm-base
-HOST_CA ?= /etc/ssl/certs/ca-certificates.crt
 IMAGE_VARIANT ?= cpu
+BASE_IMAGE_cpu := localhost/bookworm-base
+BASE_IMAGE_cuda := nvidia/cuda:13.0.0-base-ubuntu22.04
+BASE_IMAGE ?= $(BASE_IMAGE_$(IMAGE_VARIANT))
+HOST_CA ?= /etc/ssl/certs/ca-certificates.crt
 DOCKERFILE_cpu := docker/Dockerfile
 DOCKERFILE_cuda := docker/Dockerfile.cuda
 BUILD_SECRET = $(if $(and $(HOST_CA),$(wildcard $(HOST_CA))),--secret id=hostca$(comma)src=$(HOST_CA))
