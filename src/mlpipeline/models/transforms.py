@@ -165,6 +165,23 @@ def split_columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
+def build_text_branch(cfg: PreprocessConfig) -> Pipeline:
+    from mlpipeline.models.text import SentenceEmbedder, TextCleaner
+
+    if cfg.text_embedding == "minilm":
+        return Pipeline([("clean", TextCleaner()), ("embed", SentenceEmbedder())])
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return Pipeline(
+        [
+            ("clean", TextCleaner()),
+            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=50_000, sublinear_tf=True)),
+            ("svd", TruncatedSVD(n_components=128, random_state=0)),
+        ]
+    )
+
+
 def build_cleaner(cfg: PreprocessConfig, numeric: list[str], categorical: list[str]) -> ColumnTransformer:
     num_steps: list[tuple[str, Any]] = [
         ("impute", SimpleImputer(strategy=cfg.numeric_imputer, add_indicator=cfg.add_missing_indicators, keep_empty_features=True)),
@@ -182,7 +199,7 @@ def build_cleaner(cfg: PreprocessConfig, numeric: list[str], categorical: list[s
         ("impute", SimpleImputer(strategy=cfg.categorical_imputer, fill_value="__missing__", keep_empty_features=True)),
         ("encode", encoder),
     ]
-    transformers = []
+    transformers: list[tuple[str, Any, Any]] = [(f"text_{c}", build_text_branch(cfg), [c]) for c in cfg.text_columns]
     if numeric:
         transformers.append(("num", Pipeline(num_steps), numeric))
     if categorical:
@@ -196,7 +213,10 @@ def build_preprocessor(pcfg: PreprocessConfig, fcfg: FeaturesConfig, X_train: pd
     """Unfitted derive → denoise → clean pipeline whose column roles come from the training frame."""
     derive = DeriveFeatures(tuple(d.model_dump() for d in fcfg.derived))
     derived = derive.fit(X_train).transform(X_train.head(50))
-    numeric, categorical = split_columns(derived)
+    missing = [c for c in pcfg.text_columns if c not in derived.columns]
+    if missing:
+        raise DataError(f"preprocess.text_columns names column(s) not in the data: {', '.join(missing)}")
+    numeric, categorical = split_columns(derived.drop(columns=list(pcfg.text_columns)))
     steps: list[tuple[str, Any]] = [("derive", derive)]
     if pcfg.denoise and pcfg.denoise.columns:
         d = pcfg.denoise

@@ -32,13 +32,15 @@ def preprocess(
     pipe = build_preprocessor(pcfg, fcfg, X)
     Xt = pipe.fit_transform(X, y)
     derived = pipe.named_steps["derive"].transform(X.head(50))
-    numeric, categorical = split_columns(derived)
+    numeric, categorical = split_columns(derived.drop(columns=list(pcfg.text_columns)))
     clean = pipe.named_steps["clean"]
     report = {
         "input_columns": list(map(str, X.columns)),
         "derived_columns": [d.name for d in fcfg.derived],
         "numeric_columns": numeric,
         "categorical_columns": categorical,
+        "text_columns": list(pcfg.text_columns),
+        "text_embedding": pcfg.text_embedding if pcfg.text_columns else None,
         "output_features": [str(n) for n in clean.get_feature_names_out()],
         "n_output_features": int(Xt.shape[1]),
         "outliers": pcfg.outliers.model_dump(),
