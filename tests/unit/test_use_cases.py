@@ -13,7 +13,7 @@ from mlpipeline.stages import eda, evaluate, features, gate, ingest, package, pr
 
 CASES = {
     # config: (sample_rows, metric, floor) — floors well below what the full runs reach
-    "churn": (3000, "roc_auc", 0.80),
+    "churn": (None, "roc_auc", 0.83),  # the bar, on the full 7,043 rows
     "fraud": (None, "roc_auc", 0.70),
     "maintenance": (None, "roc_auc", 0.85),
     "demand": (None, "mape", None),

@@ -188,6 +188,7 @@ def package(
         "config_name": cfg.name,
         "data_sha256": fingerprint["sha256"],
         "data_source": fingerprint.get("source"),
+        "data_fingerprint": fingerprint,
         "split_sha256": split_info.get("sha256"),
         "family": train_info["family"],
         "params": train_info["params"],
