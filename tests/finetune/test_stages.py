@@ -130,6 +130,7 @@ def test_package_is_a_verified_plain_hf_directory_with_a_card(chain):
     files = set(manifest["files"])
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "finetune.json"} <= files
     assert not any(f.startswith("adapter") for f in files), "the adapter is merged, not shipped"
+    assert all((pkg / f).stat().st_mode & 0o777 == 0o644 for f in files), "served by other uids: world-readable"
     card = (pkg / "README.md").read_text()
     assert f"{out['before']['perplexity']:.3f}" in card and f"{out['after']['perplexity']:.3f}" in card
     lineage = json.loads((pkg / "finetune.json").read_text())

@@ -61,10 +61,22 @@ def merge_lora(
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
     load_tokenizer(base).save_pretrained(out)
+    _world_readable(out)
     digest = write_manifest(out)
     n_params = sum(p.numel() for p in merged.parameters())
     log.info("merged adapter into %s (%s, %d parameters)", out, pcfg.dtype, n_params)
     return {"dtype": pcfg.dtype, "parameters": n_params, "base_checkpoint": str(base), "manifest_sha256": digest}
+
+
+def _world_readable(directory: Path) -> None:
+    """0644 for every file: safetensors writes 0600, and a model is read by other uids (KServe, containers)."""
+    for p in directory.iterdir():
+        if p.is_file():
+            p.chmod(0o644)
+
+
+def _works(n: int) -> str:
+    return f"{n} whole work{'s' if n != 1 else ''}"
 
 
 def _fmt(x: float) -> str:
@@ -101,7 +113,7 @@ def model_card(cfg: FinetuneConfig, before: dict[str, Any], after: dict[str, Any
         "",
         f"- Base checkpoint: `{cfg.model.source}`",
         f"- Corpus: {len(trained['works'])} works, {trained['blocks']} blocks of {corpus['block_size']} tokens "
-        f"(of {trained['blocks_available']} available); held out: {len(held['works'])} whole works",
+        f"(of {trained['blocks_available']} available); held out: {_works(len(held['works']))}",
         f"- LoRA: r={lora.r}, alpha={lora.alpha:g}, dropout={lora.dropout:g}, modules={', '.join(lora.target_modules)}; "
         f"{training['trainable_parameters']:,} trainable of {training['total_parameters']:,} parameters",
         f"- Optimisation: AdamW lr={cfg.train.learning_rate:g} ({cfg.train.schedule}, {cfg.train.warmup_steps} warmup steps), "
@@ -149,7 +161,8 @@ def package_model(
     out.mkdir(parents=True, exist_ok=True)
     for src in sorted(Path(merged_dir).iterdir()):
         if src.is_file() and src.name != MANIFEST:
-            shutil.copy2(src, out / src.name)
+            shutil.copyfile(src, out / src.name)
+    _world_readable(out)
     atomic_write_text(out / CARD, model_card(cfg, before, after, training, corpus))
     lineage = {
         "model_name": cfg.package.model_name,
