@@ -115,40 +115,50 @@ def infer_inputs(df: Any, max_categories: int = 200) -> tuple[ColumnSpec, ...]:
 
 
 def _coerce(name: str, values: Any, dtype: str) -> Any:
+    """Convert one column to its signature dtype; vectorised fast paths for already-typed columns."""
     import numpy as np
     import pandas as pd
 
-    s = pd.Series(values) if not isinstance(values, pd.Series) else values
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
+    kind = s.dtype.kind  # i/u int, f float, b bool, O object, M datetime
     try:
         if dtype == "float":
-            if s.dtype == object and s.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+            if kind in "iuf":
+                return s.astype("float64")
+            if kind == "b" or (kind == "O" and s.map(lambda v: isinstance(v, (bool, np.bool_))).any()):
                 raise ValueError("booleans are not numbers")
-            out = pd.to_numeric(s, errors="raise").astype("float64")
-        elif dtype == "int":
-            if s.dtype == object and s.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+            return pd.to_numeric(s, errors="raise").astype("float64")
+        if dtype == "int":
+            if kind in "iu":
+                return s.astype("int64")
+            if kind == "b" or (kind == "O" and s.map(lambda v: isinstance(v, (bool, np.bool_))).any()):
                 raise ValueError("booleans are not numbers")
-            num = pd.to_numeric(s, errors="raise").astype("float64")
-            frac = num.dropna()
-            if not np.all(np.isfinite(frac)) or not np.all(frac == np.round(frac)):
+            num = s.astype("float64") if kind == "f" else pd.to_numeric(s, errors="raise").astype("float64")
+            present = num.dropna().to_numpy()
+            if not np.all(np.isfinite(present)) or not np.all(present == np.round(present)):
                 raise ValueError("expected whole numbers")
             # keep NaN-able ints as float64; the model's transform treats them as numbers either way
-            out = num if num.isna().any() else num.astype("int64")
-        elif dtype == "bool":
+            return num if num.isna().any() else num.astype("int64")
+        if dtype == "bool":
+            if kind == "b":
+                return s
             mapping = {True: True, False: False, "true": True, "false": False, "True": True, "False": False, 1: True, 0: False}
-            bad = s.dropna()[~s.dropna().isin(list(mapping))]
+            present = s.dropna()
+            bad = present[~present.isin(list(mapping))]
             if len(bad):
                 raise ValueError(f"not a boolean: {bad.iloc[0]!r}")
-            out = s.map(lambda v: mapping.get(v, v) if v is not None and v == v else None)
-        elif dtype == "datetime":
-            out = pd.to_datetime(s, errors="raise")
-        else:  # str
-            bad = s.dropna()[s.dropna().map(lambda v: isinstance(v, (dict, list)))]
-            if len(bad):
-                raise ValueError(f"expected a string, got {type(bad.iloc[0]).__name__}")
-            out = s.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).astype(object)
+            return s.map(lambda v: mapping.get(v, v) if v is not None and v == v else None)
+        if dtype == "datetime":
+            return s if kind == "M" else pd.to_datetime(s, errors="raise")
+        # str
+        if kind == "O" and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+            return s.where(s.notna(), None)
+        bad = s.dropna()[s.dropna().map(lambda v: isinstance(v, (dict, list)))]
+        if len(bad):
+            raise ValueError(f"expected a string, got {type(bad.iloc[0]).__name__}")
+        return s.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).astype(object)
     except (ValueError, TypeError, OverflowError) as e:
         raise InvalidInputError(f"column {name!r}: cannot read values as {dtype} ({e})") from e
-    return out
 
 
 def conform(df: Any, signature: Signature, *, allow_extra: bool = False) -> Any:
@@ -172,9 +182,8 @@ def conform(df: Any, signature: Signature, *, allow_extra: bool = False) -> Any:
     out = {}
     for spec in signature.inputs:
         col = _coerce(spec.name, df[spec.name].reset_index(drop=True), spec.dtype)
-        if spec.dtype in ("int", "float"):
-            arr = col.to_numpy(dtype="float64", na_value=np.nan)
-            if np.isinf(arr).any():
+        if spec.dtype == "float" or (spec.dtype == "int" and col.dtype.kind == "f"):
+            if np.isinf(col.to_numpy()).any():
                 raise InvalidInputError(f"column {spec.name!r}: infinite values are not allowed")
         if not spec.nullable and col.isna().any():
             raise InvalidInputError(f"column {spec.name!r}: null/NaN values are not allowed")
