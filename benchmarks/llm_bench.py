@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -74,52 +75,61 @@ def free_port() -> int:
 
 
 # --------------------------------------------------------------------------- HF baselines
-def hf_baselines(checkpoint: Path, max_tokens: int, threads: int | None) -> dict[str, float]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class HFBaselines:
+    """Plain transformers on the same checkpoint, in this process."""
 
-    if threads:
-        torch.set_num_threads(threads)
-    tok = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(
-        checkpoint, dtype=torch.float32, attn_implementation="sdpa"
-    ).eval()
-    eos = tok.eos_token_id
-    prompts = PROMPTS[:8]
-    gen_kwargs = dict(max_new_tokens=max_tokens, do_sample=False, pad_token_id=eos)
-    out: dict[str, float] = {}
-    with torch.inference_mode():
-        ids0 = tok(PROMPTS[0], return_tensors="pt").input_ids
-        model.generate(ids0, **{**gen_kwargs, "max_new_tokens": 4})  # warm-up
-        # bare prefill of the 1-stream prompt, median of 20
-        times = []
-        for _ in range(20):
+    def __init__(self, checkpoint: Path, max_tokens: int, threads: int | None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.tok = AutoTokenizer.from_pretrained(checkpoint)
+        self.tok.padding_side = "left"
+        self.model = AutoModelForCausalLM.from_pretrained(
+            checkpoint, dtype=torch.float32, attn_implementation="sdpa"
+        ).eval()
+        self.eos = self.tok.eos_token_id
+        self.gen_kwargs = dict(max_new_tokens=max_tokens, do_sample=False, pad_token_id=self.eos)
+        with torch.inference_mode():  # warm-up
+            self.model.generate(
+                self.tok(PROMPTS[0], return_tensors="pt").input_ids,
+                **{**self.gen_kwargs, "max_new_tokens": 4},
+            )
+
+    def _new_tokens(self, seq: Any, prompt_len: int) -> int:
+        gen = seq[prompt_len:].tolist()
+        return gen.index(self.eos) + 1 if self.eos in gen else len(gen)
+
+    def measure(self) -> dict[str, float]:
+        import torch
+
+        out: dict[str, float] = {}
+        prompts = PROMPTS[:8]
+        with torch.inference_mode():
+            ids0 = self.tok(PROMPTS[0], return_tensors="pt").input_ids
+            times = []
+            for _ in range(20):  # bare prefill of the 1-stream prompt
+                t0 = time.perf_counter()
+                self.model(input_ids=ids0, use_cache=True, logits_to_keep=1)
+                times.append(time.perf_counter() - t0)
+            out["prefill_s"] = statistics.median(times)
+            out["prompt_tokens"] = ids0.shape[1]
             t0 = time.perf_counter()
-            model(input_ids=ids0, use_cache=True, logits_to_keep=1)
-            times.append(time.perf_counter() - t0)
-        out["prefill_s"] = statistics.median(times)
-        out["prompt_tokens"] = ids0.shape[1]
-
-        def new_tokens(seq: torch.Tensor, prompt_len: int) -> int:
-            gen = seq[prompt_len:].tolist()
-            return gen.index(eos) + 1 if eos in gen else len(gen)
-
-        t0 = time.perf_counter()
-        n = 0
-        for p in prompts:
-            ids = tok(p, return_tensors="pt").input_ids
-            n += new_tokens(model.generate(ids, **gen_kwargs)[0], ids.shape[1])
-        out["seq_s"], out["seq_tokens"] = time.perf_counter() - t0, n
-        tok.padding_side = "left"
-        batch = tok(prompts, return_tensors="pt", padding=True)
-        t0 = time.perf_counter()
-        res = model.generate(**batch, **gen_kwargs)
-        out["batch_s"] = time.perf_counter() - t0
-        width = batch.input_ids.shape[1]
-        out["batch_tokens"] = sum(new_tokens(r, width) for r in res)
-    out["seq_tps"] = out["seq_tokens"] / out["seq_s"]
-    out["batch_tps"] = out["batch_tokens"] / out["batch_s"]
-    return out
+            n = 0
+            for p in prompts:
+                ids = self.tok(p, return_tensors="pt").input_ids
+                n += self._new_tokens(self.model.generate(ids, **self.gen_kwargs)[0], ids.shape[1])
+            out["seq_s"], out["seq_tokens"] = time.perf_counter() - t0, n
+            batch = self.tok(prompts, return_tensors="pt", padding=True)
+            t0 = time.perf_counter()
+            res = self.model.generate(**batch, **self.gen_kwargs)
+            out["batch_s"] = time.perf_counter() - t0
+            width = batch.input_ids.shape[1]
+            out["batch_tokens"] = sum(self._new_tokens(r, width) for r in res)
+        out["seq_tps"] = out["seq_tokens"] / out["seq_s"]
+        out["batch_tps"] = out["batch_tokens"] / out["batch_s"]
+        return out
 
 
 # --------------------------------------------------------------------------- server
@@ -158,7 +168,7 @@ async def one_stream(client: httpx.AsyncClient, url: str, prompt: str, max_token
     return res
 
 
-async def server_round(base: str, concurrency: int, rounds: int, max_tokens: int) -> dict[str, float]:
+async def server_round(base: str, concurrency: int, rounds: int, max_tokens: int) -> dict[str, Any]:
     url = f"{base}/openai/v1/completions"
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     results: list[StreamResult] = []
@@ -180,10 +190,8 @@ async def server_round(base: str, concurrency: int, rounds: int, max_tokens: int
         "tokens": tokens,
         "wall_s": wall,
         "tps": tokens / wall,
-        "ttft_p50": pct(ttfts, 0.5),
-        "ttft_p99": pct(ttfts, 0.99),
-        "itl_p50": pct(gaps, 0.5),
-        "itl_p99": pct(gaps, 0.99),
+        "ttfts": ttfts,
+        "gaps": gaps,
     }
 
 
@@ -224,45 +232,82 @@ def machine() -> str:
 
 
 def render(
-    args: argparse.Namespace, hf: dict[str, float], srv: dict[int, dict[str, float]], load: list[str]
+    args: argparse.Namespace,
+    hf: list[dict[str, float]],
+    srv: dict[int, list[dict[str, Any]]],
+    loads: list[str],
 ) -> str:
-    seq, batch = hf["seq_tps"], hf["batch_tps"]
+    med = statistics.median
+    prefill = med(t["prefill_s"] for t in hf)
+
+    def spread(xs: list[float]) -> str:
+        return f"{med(xs):.1f} ({min(xs):.1f}–{max(xs):.1f})" if len(xs) > 1 else f"{xs[0]:.1f}"
+
     lines = [
         HEADING,
         "",
         f"Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}. Machine: {machine()}.",
         f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/llm_bench.py', *sys.argv[1:]])}`",
         f"Model: SmolLM2-135M-Instruct (packaged GGUF → cached HF checkpoint), fp32 on CPU, greedy, "
-        f"max_tokens={args.max_tokens}; the same 16 prompts everywhere (HF baselines use the first 8).",
-        f"Load average (1/5/15 min) before / after: {load[0]} / {load[1]} (other engineers share these cores).",
+        f"max_tokens={args.max_tokens}, the same prompts everywhere (HF baselines: the first 8). "
+        f"{args.trials} interleaved trials (HF baselines, then the server at each concurrency, per trial), "
+        "so every configuration sees similar machine load.",
+        f"Load average (1/5/15 min) at start / after each trial: {' / '.join(loads)} "
+        "(other engineers' jobs share these 2 cores).",
         "",
-        "| configuration | requests | tokens | tokens/s | × sequential | × static batch 8 | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| HF `generate`, sequential | 8 | {hf['seq_tokens']:.0f} | {seq:.1f} | 1.00 | {seq / batch:.2f} | | | | |",
-        f"| HF `generate`, static batch of 8 | 8 | {hf['batch_tokens']:.0f} | {batch:.1f} | {batch / seq:.2f} | 1.00 | | | | |",
+        "tokens/s: median over trials (min–max); ratios: median of per-trial ratios; TTFT/ITL: percentiles over "
+        "all requests / token gaps of all trials, measured by the client (request sent → first token chunk; "
+        "gaps between token chunks).",
+        "",
+        "| configuration | requests | tokens/s | × sequential | × static batch 8 | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| HF `generate`, sequential | {8 * len(hf)} | {spread([t['seq_tps'] for t in hf])} | 1.00 | "
+        f"{med(t['seq_tps'] / t['batch_tps'] for t in hf):.2f} | | | | |",
+        f"| HF `generate`, static batch of 8 | {8 * len(hf)} | {spread([t['batch_tps'] for t in hf])} | "
+        f"{med(t['batch_tps'] / t['seq_tps'] for t in hf):.2f} | 1.00 | | | | |",
     ]
-    for c, r in srv.items():
+    summary: dict[int, dict[str, float]] = {}
+    for c, trials in srv.items():
+        ttfts = [x for t in trials for x in t["ttfts"]]
+        gaps = [x for t in trials for x in t["gaps"]]
+        r = {
+            "x_seq": med(t["tps"] / h["seq_tps"] for t, h in zip(trials, hf, strict=True)),
+            "x_batch": med(t["tps"] / h["batch_tps"] for t, h in zip(trials, hf, strict=True)),
+            "ttft_p50": pct(ttfts, 0.5),
+            "ttft_p99": pct(ttfts, 0.99),
+            "itl_p50": pct(gaps, 0.5),
+            "itl_p99": pct(gaps, 0.99),
+            "ttft_minus_prefill": med(
+                pct(t["ttfts"], 0.5) - h["prefill_s"] for t, h in zip(trials, hf, strict=True)
+            ),
+        }
+        summary[c] = r
         lines.append(
-            f"| server, {c} concurrent stream{'s' if c > 1 else ''} | {r['requests']:.0f} | {r['tokens']:.0f} | "
-            f"{r['tps']:.1f} | {r['tps'] / seq:.2f} | {r['tps'] / batch:.2f} | {r['ttft_p50'] * 1e3:.0f} ms | "
-            f"{r['ttft_p99'] * 1e3:.0f} ms | {r['itl_p50'] * 1e3:.0f} ms | {r['itl_p99'] * 1e3:.0f} ms |"
+            f"| server, {c} concurrent stream{'s' if c > 1 else ''} | {sum(t['requests'] for t in trials)} | "
+            f"{spread([t['tps'] for t in trials])} | {r['x_seq']:.2f} | {r['x_batch']:.2f} | "
+            f"{r['ttft_p50'] * 1e3:.0f} ms | {r['ttft_p99'] * 1e3:.0f} ms | {r['itl_p50'] * 1e3:.0f} ms | "
+            f"{r['itl_p99'] * 1e3:.0f} ms |"
         )
-    one = srv.get(1)
-    eight = srv.get(8)
-    lines += ["", f"Bare prefill of the 1-stream prompt ({hf['prompt_tokens']:.0f} tokens), median of 20: "
-              f"{hf['prefill_s'] * 1e3:.1f} ms."]  # fmt: skip
-    lines += ["", "Targets (CPU):"]
-    if eight:
-        x_seq, x_batch = eight["tps"] / seq, eight["tps"] / batch
-        lines.append(f"- 8 streams ≥ 4× sequential: {x_seq:.2f}× — {'met' if x_seq >= 4 else 'missed'}.")
+    lines += [
+        "",
+        f"Bare prefill of the 1-stream prompt ({hf[0]['prompt_tokens']:.0f} tokens; one forward pass, median of 20 "
+        f"per trial, median over trials): {prefill * 1e3:.1f} ms.",
+        "",
+        "Targets (CPU):",
+    ]
+    if 8 in summary:
+        r = summary[8]
         lines.append(
-            f"- 8 streams ≥ 0.9× static batch of 8: {x_batch:.2f}× — {'met' if x_batch >= 0.9 else 'missed'}."
+            f"- 8 streams ≥ 4× sequential: {r['x_seq']:.2f}× — {'met' if r['x_seq'] >= 4 else 'missed'}."
         )
-    if one:
-        delta = (one["ttft_p50"] - hf["prefill_s"]) * 1e3
         lines.append(
-            f"- TTFT at 1 stream within 10 ms of bare prefill: p50 TTFT − prefill = {delta:.1f} ms — "
-            f"{'met' if delta <= 10 else 'missed'}."
+            f"- 8 streams ≥ 0.9× static batch of 8: {r['x_batch']:.2f}× — {'met' if r['x_batch'] >= 0.9 else 'missed'}."
+        )
+    if 1 in summary:
+        d = summary[1]["ttft_minus_prefill"] * 1e3
+        lines.append(
+            f"- TTFT at 1 stream within 10 ms of bare prefill: p50 TTFT − prefill = {d:.1f} ms "
+            f"(median over trials) — {'met' if d <= 10 else 'missed'}."
         )
     return "\n".join(lines) + "\n"
 
@@ -283,8 +328,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--rounds-1", type=int, default=8, help="sequential requests at concurrency 1")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds at concurrency > 1")
+    ap.add_argument("--rounds-1", type=int, default=8, help="sequential requests at concurrency 1, per trial")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds at concurrency > 1, per trial")
+    ap.add_argument("--trials", type=int, default=3, help="interleaved repetitions of the whole set")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for the HF baselines")
     ap.add_argument("--write-results", action="store_true")
     args = ap.parse_args()
@@ -293,25 +339,32 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from mlpipeline.llm.engine import resolve_checkpoint
 
+    def load_avg() -> str:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
     checkpoint = resolve_checkpoint(None)
-    load = [" ".join(f"{x:.2f}" for x in os.getloadavg())]
+    loads = [load_avg()]
     port = free_port()
     log = Path("/tmp") / f"llm_bench_server_{port}.log"
     proc = start_server(checkpoint, port, args.max_tokens, log)
+    hf_trials: list[dict[str, float]] = []
+    srv: dict[int, list[dict[str, Any]]] = {c: [] for c in args.concurrency}
     try:
-        print("server up; HF baselines ...", flush=True)
-        hf = hf_baselines(checkpoint, args.max_tokens, args.threads)
-        print(json.dumps(hf, indent=1), flush=True)
-        srv: dict[int, dict[str, float]] = {}
-        for c in args.concurrency:
-            rounds = args.rounds_1 if c == 1 else args.rounds
-            srv[c] = asyncio.run(server_round(f"http://127.0.0.1:{port}", c, rounds, args.max_tokens))
-            print(c, json.dumps(srv[c]), flush=True)
+        baselines = HFBaselines(checkpoint, args.max_tokens, args.threads)
+        for trial in range(args.trials):
+            hf_trials.append(baselines.measure())
+            print(f"trial {trial} HF", json.dumps(hf_trials[-1]), flush=True)
+            for c in args.concurrency:
+                rounds = args.rounds_1 if c == 1 else args.rounds
+                r = asyncio.run(server_round(f"http://127.0.0.1:{port}", c, rounds, args.max_tokens))
+                srv[c].append(r)
+                print(f"trial {trial} server c={c}: {r['tps']:.1f} tok/s, TTFT p50 {pct(r['ttfts'], 0.5) * 1e3:.0f} ms, "
+                      f"ITL p50 {pct(r['gaps'], 0.5) * 1e3:.0f} ms", flush=True)  # fmt: skip
+            loads.append(load_avg())
     finally:
         proc.terminate()
         proc.wait(30)
-    load.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
-    section = render(args, hf, srv, load)
+    section = render(args, hf_trials, srv, loads)
     print(section)
     if args.write_results:
         write_section(section)

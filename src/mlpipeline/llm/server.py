@@ -585,6 +585,7 @@ def serve_llm(
     ``$MLPIPELINE_CACHE_DIR`` or ``~/.cache/mlpipeline``). Routes live under
     ``$KSERVE_OPENAI_ROUTE_PREFIX/v1`` (default ``/openai/v1``); metrics on ``/metrics``.
     """
+    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"  # never reach a hub
     settings = LLMServerSettings(
         engine=EngineConfig(
             model_source=model_source, cache_dir=cache_dir, device=device, dtype=dtype, threads=threads
