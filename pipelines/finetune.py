@@ -2,8 +2,11 @@
 
 ``build_finetune_pipeline(cfg)`` returns a ``@dsl.pipeline`` whose parameters are the config sections
 (the config's values as defaults, so a run can override any section without recompiling); static
-settings (the train step's GPU request and toleration, resources) come from the config. The base
-perplexity and the training run side by side; "after" is measured on the merged weights as packaged.
+settings come from the config: ``train.accelerator`` puts a GPU request and a toleration of the GPU
+taint on the train step and on both perplexity steps (a forward pass over the held-out works is GPU
+work too), ``model.cache_pvc`` mounts a shared checkpoint cache in every step that reads the base
+model. The base perplexity and the training run side by side; "after" is measured on the merged
+weights exactly as packaged.
 
 ``python -m mlpipeline.pipelines.finetune`` rewrites the golden files ``pipelines/compiled/llm/*.yaml``
 from ``configs/llm/*.yaml``.
@@ -44,6 +47,15 @@ def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
     s = cfg.sections()
     tcfg = cfg.train
     acc = tcfg.accelerator
+    mcfg = cfg.model
+
+    def model_step(task: Any) -> Any:
+        """A step that reads the base checkpoint: mount the shared conversion cache when there is one."""
+        if mcfg.cache_pvc:
+            from kfp import kubernetes
+
+            kubernetes.mount_pvc(task, pvc_name=mcfg.cache_pvc, mount_path=mcfg.cache_dir)
+        return task
 
     @dsl.pipeline(name=f"{cfg.name}-finetune", description=cfg.description or f"LoRA fine-tuning pipeline for {cfg.name}")
     def finetune_pipeline(
@@ -56,23 +68,27 @@ def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
         evaluate: dict = s["evaluate"],
         package: dict = s["package"],
     ):
-        corpus_t = _resources(prepare_corpus_op(base_model=model, corpus=corpus), *MODEL_STEP)
+        corpus_t = model_step(_resources(prepare_corpus_op(base_model=model, corpus=corpus), *MODEL_STEP))
         corpus_t.set_display_name("prepare corpus")
         blocks = corpus_t.outputs["blocks"]
 
-        before_t = _resources(base_perplexity_op(base_model=model, blocks=blocks, evaluate=evaluate), *MODEL_STEP)
+        before_t = model_step(_resources(base_perplexity_op(base_model=model, blocks=blocks, evaluate=evaluate), *MODEL_STEP))
         before_t.set_display_name("perplexity (base)")
         if acc is not None:  # evaluation of 100M+ parameter models belongs on the same kind of node
             before_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
 
-        train_t = _resources(
-            lora_train_op(base_model=model, blocks=blocks, lora=lora, train=train), tcfg.cpu_request, tcfg.memory_request
+        train_t = model_step(
+            _resources(
+                lora_train_op(base_model=model, blocks=blocks, lora=lora, train=train), tcfg.cpu_request, tcfg.memory_request
+            )
         )
         train_t.set_display_name("LoRA train").set_caching_options(False)
         if acc is not None:
             train_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
 
-        merge_t = _resources(merge_lora_op(base_model=model, adapter=train_t.outputs["adapter"], package=package), *MODEL_STEP)
+        merge_t = model_step(
+            _resources(merge_lora_op(base_model=model, adapter=train_t.outputs["adapter"], package=package), *MODEL_STEP)
+        )
         merge_t.set_display_name("merge adapter")
 
         after_t = _resources(

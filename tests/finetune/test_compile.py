@@ -71,3 +71,13 @@ def test_cpu_config_has_no_accelerator_anywhere():
     spec, platform = _docs((COMPILED / "shakespeare-lora-tiny.yaml").read_text())
     assert all("accelerator" not in e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values())
     assert "tolerations" not in str(platform)
+
+
+def test_cache_pvc_is_mounted_in_every_step_that_reads_the_base_model(tmp_path):
+    cfg = load_finetune_config(CONFIGS / "shakespeare-lora.yaml")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"cache_dir": "/cache", "cache_pvc": "llm-cache"})})
+    _, platform = _docs(compile_finetune(cfg, tmp_path / "pvc.yaml").read_text())
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounted = {k.removeprefix("exec-") for k, e in k8s.items() if e.get("pvcMount")}
+    assert mounted == {"prepare-corpus-op", "base-perplexity-op", "lora-train-op", "merge-lora-op"}
+    assert all(k8s[f"exec-{t}"]["pvcMount"][0]["mountPath"] == "/cache" for t in mounted)

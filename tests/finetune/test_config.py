@@ -100,3 +100,10 @@ def test_component_side_validation_names_the_section():
 
     with pytest.raises(ConfigError, match=r"train\.learning_rate"):
         parse_section(FinetuneTrainConfig, {"learning_rate": -1}, "train")
+
+
+def test_cache_pvc_needs_an_absolute_cache_dir(tmp_path):
+    with pytest.raises(ConfigError, match=r"model: .*cache_pvc needs cache_dir"):
+        load_finetune_config(write(tmp_path, BASE + "model: {cache_pvc: llm-cache}\n"))
+    cfg = load_finetune_config(write(tmp_path, BASE + "model: {cache_pvc: llm-cache, cache_dir: /cache}\n"))
+    assert cfg.model.cache_pvc == "llm-cache"

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mlpipeline.errors import ArtifactError  # noqa: E402
-from mlpipeline.finetune.modeling import perplexity, token_nll  # noqa: E402
+from mlpipeline.finetune.modeling import autocast_dtype, perplexity, select_device, token_nll  # noqa: E402
 from mlpipeline.finetune.train import batch_order, lr_factor  # noqa: E402
 
 
@@ -84,3 +84,18 @@ def test_batch_order_is_a_seeded_permutation_per_epoch():
     assert sorted(epoch.tolist()) == list(range(10))
     again = batch_order(10, 4, seed=3)
     assert np.array_equal(np.concatenate([next(again) for _ in range(3)]), epoch)
+
+
+def test_precision_choice():
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "auto") is None, "auto is fp32 on a CPU"
+    assert autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") is torch.bfloat16
+
+
+def test_device_choice_refuses_a_missing_gpu():
+    assert select_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert select_device("auto").type == "cpu"
+        with pytest.raises(ArtifactError, match="no CUDA device"):
+            select_device("cuda")

@@ -30,6 +30,17 @@ class BaseModelConfig(_Section):
     cache_dir: str | None = Field(
         default=None, description="where a GGUF is converted once to an HF checkpoint; default ~/.cache/mlpipeline"
     )
+    cache_pvc: str | None = Field(
+        default=None,
+        description="on a cluster: PVC mounted at cache_dir in every model step, so the GGUF is converted once per "
+        "cluster rather than once per pod",
+    )
+
+    @model_validator(mode="after")
+    def _pvc_needs_a_mount_path(self) -> BaseModelConfig:
+        if self.cache_pvc and not (self.cache_dir and self.cache_dir.startswith("/")):
+            raise ValueError("cache_pvc needs cache_dir set to an absolute path (the mount path)")
+        return self
 
 
 class CorpusConfig(_Section):
