@@ -74,7 +74,7 @@ def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
 
         before_t = model_step(_resources(base_perplexity_op(base_model=model, blocks=blocks, evaluate=evaluate), *MODEL_STEP))
         before_t.set_display_name("perplexity (base)")
-        if acc is not None:  # evaluation of 100M+ parameter models belongs on the same kind of node
+        if acc is not None:  # a forward pass over the held-out works is GPU work too
             before_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
 
         train_t = model_step(
