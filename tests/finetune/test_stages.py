@@ -163,3 +163,16 @@ def test_merge_refuses_a_tampered_adapter(chain, tiny_llama, tmp_path):
     (bad / "adapter_config.json").write_text("{}")
     with pytest.raises(IntegrityError, match="adapter_config.json"):
         merge_lora(cfg.sections()["model"], bad, cfg.sections()["package"], tmp_path / "merged")
+
+
+def test_bf16_autocast_path_trains_and_evaluates(chain, tiny_llama, tmp_path):
+    """The mixed-precision path the GPU run takes (bf16 autocast), exercised on the CPU."""
+    from mlpipeline.finetune.evaluate import evaluate_perplexity
+
+    _, d, out = chain
+    s = tiny_config(tiny_llama, max_steps=3, precision="bf16").sections()
+    tr = train_lora(s["model"], d / "corpus", s["lora"], s["train"], tmp_path / "a", tmp_path / "r")
+    assert tr["precision"] == "bfloat16" and tr["steps"] == 3
+    ev = evaluate_perplexity(tiny_llama, d / "corpus", {**s["evaluate"], "precision": "bf16"}, tmp_path / "ppl.json")
+    assert ev["precision"] == "bfloat16"
+    assert ev["perplexity"] == pytest.approx(out["before"]["perplexity"], rel=0.05), "bf16 logits, fp32 loss: close to fp32"
