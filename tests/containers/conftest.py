@@ -15,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "serving"))  # serving_support: packaged churn model, HTTP helpers
+sys.path.insert(0, str(REPO / "tests" / "distributed"))  # ddp_support: small DDP inputs
 
 
 def _podman() -> str:

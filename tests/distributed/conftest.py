@@ -1,55 +1,21 @@
-"""Small seeded inputs for the DDP trainer and the Katib trial: train/validation splits, a fitted
-transform (the preprocess stage's own), best params for the torch MLP, and the config sections."""
+"""Fixtures for the DDP trainer, launcher and Katib tests (inputs built by ddp_support)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
 # schemas.py (tests/manifests): strict validation against the real CRDs in ../shared/schemas/crds
 sys.path.insert(0, str(Path(__file__).parents[1] / "manifests"))
 
-DATA_CFG = {"source": "synthetic", "target": "label", "task": "classification", "positive_class": 1, "seed": 3}
+from ddp_support import DATA_CFG, build_ddp_inputs  # noqa: E402
 
-
-def synthetic_frame(n: int, seed: int) -> Any:
-    """Binary target driven by two numeric features and a category, with noise and a few NaNs."""
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    x1, x2, x3 = rng.normal(size=n), rng.normal(size=n), rng.uniform(0, 10, size=n)
-    cat = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2])
-    logit = 1.5 * x1 - x2 + 0.2 * (x3 - 5) + np.where(cat == "c", 1.0, 0.0) + rng.normal(scale=0.5, size=n)
-    df = pd.DataFrame({"x1": x1, "x2": x2, "x3": x3, "segment": cat, "label": (logit > 0).astype(int)})
-    df.loc[rng.random(n) < 0.02, "x3"] = np.nan
-    return df
+__all__ = ["DATA_CFG"]
 
 
 @pytest.fixture(scope="session")
 def ddp_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from mlpipeline.artifacts import write_parquet
-    from mlpipeline.stages.preprocess import preprocess
-
-    d = tmp_path_factory.mktemp("ddp-inputs")
-    write_parquet(synthetic_frame(3000, seed=1), d / "train.parquet")
-    write_parquet(synthetic_frame(600, seed=2), d / "validation.parquet")
-    preprocess(d / "train.parquet", DATA_CFG, {}, {}, d / "transform", d / "preprocess_report.json")
-    params = {"hidden": 32, "layers": 2, "dropout": 0.0, "lr": 0.003, "weight_decay": 1e-4}
-    (d / "best_params.json").write_text(json.dumps({"family": "torch_mlp", "params": params}))
-    (d / "data.json").write_text(json.dumps(DATA_CFG))
-    train_cfg = {"seed": 7, "torch": {"max_epochs": 6, "batch_size": 128, "patience": 10, "mixed_precision": False}}
-    (d / "train.json").write_text(json.dumps(train_cfg))
-    return {
-        "dir": d,
-        "train": d / "train.parquet",
-        "validation": d / "validation.parquet",
-        "transform": d / "transform",
-        "params": d / "best_params.json",
-        "data": d / "data.json",
-        "train_config": d / "train.json",
-    }
+    return build_ddp_inputs(tmp_path_factory.mktemp("ddp-inputs"))

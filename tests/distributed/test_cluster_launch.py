@@ -36,7 +36,8 @@ def _cluster_env() -> dict[str, str]:
 
 @pytest.mark.parametrize("engine", ["trainjob", "pytorchjob"])
 def test_ddp_job_trains_on_the_cluster(ddp_inputs, tmp_path, engine):
-    from conftest import DATA_CFG
+    from ddp_support import DATA_CFG
+
     from mlpipeline.distributed.launcher import train_distributed
 
     env = _cluster_env()

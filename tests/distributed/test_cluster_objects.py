@@ -146,7 +146,8 @@ def test_experiment_meets_katib_webhook_rules():
 def test_trial_command_prints_what_katibs_stdout_collector_parses(ddp_inputs):
     """Substitute values from the feasible space into the trial's args, run it like a Katib trial,
     and parse its output with Katib's own filter."""
-    from conftest import DATA_CFG
+    from ddp_support import DATA_CFG
+
     from mlpipeline.distributed.katib_trial import main
 
     dcfg = DataConfig.model_validate(DATA_CFG)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ddp_support import DATA_CFG
 from kubernetes.client.exceptions import ApiException
 
-from conftest import DATA_CFG
 from mlpipeline.artifacts import load_verified_object, read_json
 from mlpipeline.config import DataConfig, TrainConfig
 from mlpipeline.distributed.launcher import STAGING_DIR, JobLauncher, train_distributed
