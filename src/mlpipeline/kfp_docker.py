@@ -247,20 +247,24 @@ def run_in_containers(
     *,
     image: str | None = None,
     registry_dir: str | os.PathLike[str] | None = None,
-    user: str = CONTAINER_USER,
+    user: str | None = None,
     network_mode: str = "none",
 ) -> Path:
     """Run the use case in ``config_path`` with ``kfp.local.DockerRunner``; return the run directory.
 
-    Every task runs in ``image`` (default :func:`~mlpipeline.config.project_image`) as ``user`` with
-    ``network_mode`` (``none`` by default: shipped data sets need no network; use ``bridge`` for a
-    URL source). Raises :class:`MLPipelineError` when the pipeline fails (a failing component fails
-    the run) and :class:`ContainerEngineError` when no engine or image is available.
+    Every task runs in ``image`` (default :func:`~mlpipeline.config.project_image`) as ``user``
+    (default: the image's uid 1000 when run as root, which hands the directories to it; otherwise the
+    caller's own uid:gid, which already owns them) with ``network_mode`` (``none`` by default: shipped
+    data sets need no network; use ``bridge`` for a URL source). Raises :class:`MLPipelineError` when
+    the pipeline fails (a failing component fails the run) and :class:`ContainerEngineError` when no
+    engine or image is available.
     """
     import kfp.local
 
     from mlpipeline.config import project_image
 
+    if user is None:
+        user = CONTAINER_USER if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
     root = Path(pipeline_root).resolve()
     registry = Path(registry_dir).resolve() if registry_dir is not None else None
     if image is not None:

@@ -183,3 +183,36 @@ def test_trial_rejects_values_outside_the_search_space(ddp_inputs):
         parse_params("gradient_boosting", ["max_leaf_nodes=3.5"])
     with pytest.raises(ConfigError, match="NAME=VALUE"):
         parse_params("gradient_boosting", ["depth=3"])
+
+
+def test_launcher_rbac_validates_and_covers_every_call_the_launcher_makes():
+    from mlpipeline.distributed.jobs import PYTORCHJOB, TRAINJOB, render_launcher_rbac
+
+    role, binding = render_launcher_rbac("team-a", "pipeline-runner")
+    validate_core(role)
+    validate_core(binding)
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    for api in (TRAINJOB, PYTORCHJOB):  # JobLauncher: create, get (poll), delete (timeout)
+        assert {(api.group, api.plural, v) for v in ("create", "get", "delete")} <= granted
+    assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "team-a"}
+
+
+def test_katib_cli_writes_experiments_for_a_config(tmp_path, repo_root):
+    import yaml
+
+    from mlpipeline.distributed.katib import main
+
+    out = tmp_path / "experiments.yaml"
+    code = main([
+        str(repo_root / "configs" / "churn.yaml"), "--namespace", "team-a", "--pvc", "ml-shared",
+        "--train", "/mnt/shared/churn/train.parquet", "--validation", "/mnt/shared/churn/validation.parquet",
+        "--transform", "/mnt/shared/churn/transform", "--out", str(out),
+    ])
+    assert code == 0
+    exps = list(yaml.safe_load_all(out.read_text()))
+    from mlpipeline.config import load_config
+
+    assert len(exps) == len(load_config(repo_root / "configs" / "churn.yaml").tune.families)
+    for e in exps:
+        validate_custom_resource(e)
+        assert e["spec"]["objective"] == {"type": "maximize", "objectiveMetricName": "roc_auc"}

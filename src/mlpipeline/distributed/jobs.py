@@ -203,3 +203,26 @@ def failure_message(obj: dict[str, Any]) -> str:
         if cond.get("type") == "Failed":
             return f"{cond.get('reason') or 'Failed'}: {cond.get('message') or 'no message'}"
     return "no Failed condition"
+
+
+def render_launcher_rbac(namespace: str, service_account: str) -> list[dict[str, Any]]:
+    """Role + RoleBinding letting the train step's service account run and watch its jobs."""
+    name = "mlpipeline-ddp-launcher"
+    verbs = ["create", "get", "list", "watch", "delete"]
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "mlpipeline"}},
+        "rules": [
+            {"apiGroups": [TRAINJOB.group], "resources": [TRAINJOB.plural], "verbs": verbs},
+            {"apiGroups": [PYTORCHJOB.group], "resources": [PYTORCHJOB.plural], "verbs": verbs},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "mlpipeline"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+    return [role, binding]

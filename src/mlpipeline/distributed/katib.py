@@ -153,3 +153,53 @@ def render_experiment(
 def render_experiments(dcfg: DataConfig, tcfg: TuneConfig, **kwargs: Any) -> list[dict[str, Any]]:
     """One Experiment per family in ``tune.families``."""
     return [render_experiment(f, dcfg, tcfg, **kwargs) for f in tcfg.families]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlpipeline.distributed.katib CONFIG ...``: write the Experiments as YAML (apply with kubectl)."""
+    import argparse
+    import sys
+
+    import yaml
+
+    from mlpipeline.config import load_config
+    from mlpipeline.errors import MLPipelineError
+    from mlpipeline.scoring import primary_metric
+
+    p = argparse.ArgumentParser(prog="python -m mlpipeline.distributed.katib", allow_abbrev=False, description=main.__doc__)
+    p.add_argument("config", help="use-case YAML (tune.families, tune.n_trials, tune.seed, data, train.torch)")
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--pvc", required=True, help="PVC holding the splits and the fitted transform")
+    p.add_argument("--mount-path", default="/mnt/shared")
+    p.add_argument("--train", required=True, help="train split path inside the mount")
+    p.add_argument("--validation", required=True, help="validation split path inside the mount")
+    p.add_argument("--transform", required=True, help="fitted transform directory inside the mount")
+    p.add_argument("--n-classes", type=int, default=2, help="classes of the target (picks the default metric)")
+    p.add_argument("--image", default=None)
+    p.add_argument("--parallel-trials", type=int, default=3)
+    p.add_argument("--out", default="-", help="output file (default stdout)")
+    a = p.parse_args(argv)
+    try:
+        cfg = load_config(a.config)
+        metric = primary_metric(cfg.data.task, a.n_classes, cfg.tune.metric)
+        exps = render_experiments(
+            cfg.data, cfg.tune, metric=metric, namespace=a.namespace, pvc_name=a.pvc, mount_path=a.mount_path,
+            train_path=a.train, validation_path=a.validation, transform_dir=a.transform,
+            train_config=cfg.train.model_copy(update={"distributed": None}).model_dump(mode="json"),
+            image=a.image, parallel_trials=a.parallel_trials,
+        )
+    except MLPipelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = yaml.safe_dump_all(exps, sort_keys=False)
+    if a.out == "-":
+        sys.stdout.write(text)
+    else:
+        from mlpipeline.artifacts import atomic_write_text
+
+        atomic_write_text(a.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
