@@ -195,10 +195,14 @@ async def server_round(base: str, concurrency: int, rounds: int, max_tokens: int
     }
 
 
-def start_server(checkpoint: Path, port: int, max_tokens: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    checkpoint: Path, port: int, max_tokens: int, log: Path, threads: int | None
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "mlpipeline.llm", "--llm-model-dir", str(checkpoint),
            "--served-model-name", MODEL_NAME, "--http-port", str(port), "--bind-host", "127.0.0.1",
            "--max-running-seqs", "32", "--max-waiting-requests", "64", "--max-new-tokens", str(max(max_tokens, 16))]  # fmt: skip
+    if threads:
+        cmd += ["--torch-threads", str(threads)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
     deadline = time.monotonic() + 300
@@ -331,7 +335,12 @@ def main() -> None:
     ap.add_argument("--rounds-1", type=int, default=8, help="sequential requests at concurrency 1, per trial")
     ap.add_argument("--rounds", type=int, default=1, help="rounds at concurrency > 1, per trial")
     ap.add_argument("--trials", type=int, default=3, help="interleaved repetitions of the whole set")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads for the HF baselines")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads, HF baselines and server alike (default: torch's)",
+    )
     ap.add_argument("--write-results", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -346,7 +355,7 @@ def main() -> None:
     loads = [load_avg()]
     port = free_port()
     log = Path("/tmp") / f"llm_bench_server_{port}.log"
-    proc = start_server(checkpoint, port, args.max_tokens, log)
+    proc = start_server(checkpoint, port, args.max_tokens, log, args.threads)
     hf_trials: list[dict[str, float]] = []
     srv: dict[int, list[dict[str, Any]]] = {c: [] for c in args.concurrency}
     try:
