@@ -141,3 +141,15 @@ def test_oversized_and_absurdly_nested_bodies_are_client_errors(client: TestClie
     nested = b"[" * 100_000 + b"]" * 100_000
     r = client.post("/openai/v1/completions", content=nested)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("size", [100, 20_000])  # tokenized on the event loop / in the executor
+def test_prompt_over_the_token_limit_is_400_whichever_way_it_is_tokenized(
+    client: TestClient, size: int
+) -> None:
+    r = client.post("/openai/v1/completions", json={"model": NAME, "prompt": "a" * size})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert (
+        err["code"] == "context_length_exceeded" and err["param"] == "prompt" and str(size) in err["message"]
+    )
