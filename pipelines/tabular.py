@@ -107,6 +107,12 @@ def build_pipeline(cfg: PipelineConfig) -> Any:
             cfg.train.cpu_request,
             cfg.train.memory_request,
         ).set_display_name("train")
+        dist = cfg.train.distributed
+        if dist is not None:
+            # the step stages inputs on the shared RWX volume and launches a TrainJob/PyTorchJob on it
+            from kfp import kubernetes
+
+            kubernetes.mount_pvc(train_t, pvc_name=dist.pvc_name, mount_path=dist.mount_path)
         if acc is not None:
             from kfp import kubernetes
 

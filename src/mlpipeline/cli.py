@@ -67,47 +67,12 @@ def _find_outputs(run_dir: Path) -> dict[str, Path]:
     return found
 
 
-@app.command()
-@handles_errors
-def run(
-    config: Annotated[Path, typer.Argument(help="use-case YAML, e.g. configs/churn.yaml")],
-    pipeline_root: Annotated[Path, typer.Option(help="where kfp.local writes artifacts")] = Path("runs/local"),
-) -> None:
-    """Run the whole pipeline locally with kfp.local: every stage a KFP component in its own process."""
-    cfg = _local_config(config)
-    import logging
-
-    import kfp.local
+def _summary(cfg: Any, run_dir: Path, seconds: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from mlpipeline.artifacts import read_json
-    from mlpipeline.pipelines.tabular import build_pipeline
 
-    import warnings
-
-    # kfp.local warns once per task that resource requests only apply on a cluster; say it once.
-    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
-    # SubprocessRunner runs the project image's code from this venv (which has the same package).
-    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
-    console = Console()
-    root = pipeline_root.resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("kfp").setLevel(logging.INFO)
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    pipeline = build_pipeline(cfg)
-    before = set(root.iterdir())
-    console.rule(f"[bold]{cfg.name}[/]: running {pipeline.name} locally (pipeline_root {root})")
-    console.print("[dim]resource requests, GPU and volume settings apply on a cluster only[/]")
-    t0 = time.perf_counter()
-    try:
-        pipeline(**cfg.sections(), name=cfg.name, description=cfg.description)
-    except RuntimeError as e:
-        new = sorted(set(root.iterdir()) - before)
-        where = f"; artifacts and logs under {new[-1]}" if new else ""
-        raise MLPipelineError(f"pipeline failed: {e}{where}") from e
-    seconds = time.perf_counter() - t0
-    run_dir = max(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     out = _find_outputs(run_dir)
     table = Table(title=f"{cfg.name}: finished in {seconds:.0f} s")
     table.add_column("item")
@@ -126,7 +91,72 @@ def run(
         if key in out:
             table.add_row(key.replace("_", " "), str(out[key]))
     table.add_row("run directory", str(run_dir))
-    console.print(table)
+    Console().print(table)
+
+
+@app.command()
+@handles_errors
+def run(
+    config: Annotated[Path, typer.Argument(help="use-case YAML, e.g. configs/churn.yaml")],
+    pipeline_root: Annotated[Path | None, typer.Option(help="where kfp.local writes artifacts [default: runs/local or runs/containers]")] = None,
+    runner: Annotated[str, typer.Option(help="subprocess: tasks in this venv; docker: every task in the project image (podman/docker)")] = "subprocess",
+) -> None:
+    """Run the whole pipeline locally with kfp.local: every stage a KFP component in its own process
+    (or its own container with --runner docker)."""
+    if runner not in ("subprocess", "docker"):
+        _fail(f"--runner must be subprocess or docker, not {runner!r}")
+    if runner == "docker":
+        from mlpipeline.config import load_config
+        from mlpipeline.kfp_docker import run_in_containers
+
+        t0 = time.perf_counter()
+        run_dir = run_in_containers(config, pipeline_root or Path("runs/containers"))
+        _summary(load_config(config), run_dir, time.perf_counter() - t0)
+        return
+    cfg = _local_config(config)
+    import logging
+    import warnings
+
+    import kfp.local
+    from rich.console import Console
+
+    from mlpipeline.pipelines.tabular import build_pipeline
+
+    # kfp.local warns once per task that resource requests only apply on a cluster; say it once.
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+    # SubprocessRunner runs the project image's code from this venv (which has the same package).
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+    console = Console()
+    root = (pipeline_root or Path("runs/local")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("kfp").setLevel(logging.INFO)
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    pipeline = build_pipeline(cfg)
+    before = set(root.iterdir())
+    console.rule(f"[bold]{cfg.name}[/]: running {pipeline.name} locally (pipeline_root {root})")
+    console.print("[dim]resource requests, GPU and volume settings apply on a cluster only[/]")
+    t0 = time.perf_counter()
+    try:
+        pipeline(**cfg.sections(), name=cfg.name, description=cfg.description)
+    except RuntimeError as e:
+        new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
+        where = f"; artifacts and logs under {new[-1]}" if new else ""
+        raise MLPipelineError(f"pipeline failed: {e}{where}") from e
+    run_dir = max(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
+    _summary(cfg, run_dir, time.perf_counter() - t0)
+
+
+@app.command()
+@handles_errors
+def finetune(
+    config: Annotated[Path, typer.Argument(help="fine-tuning YAML, e.g. configs/llm/shakespeare-lora-tiny.yaml")],
+    pipeline_root: Annotated[Path, typer.Option(help="where kfp.local writes artifacts")] = Path("runs/finetune"),
+) -> None:
+    """LoRA next-token fine-tuning of SmolLM2 as a local KFP pipeline; reports held-out perplexity."""
+    from mlpipeline.finetune.local import run_finetune
+
+    result = run_finetune(str(config), str(pipeline_root.resolve()))
+    typer.echo(json.dumps({k: result[k] for k in ("perplexity_before", "perplexity_after", "improved", "packaged_model", "seconds")}, indent=2, default=str))
 
 
 @app.command("compile")
@@ -146,6 +176,11 @@ def compile_cmd(
     for p in paths:
         out = compile_config(load_config(p), out_dir / f"{Path(p).stem}.yaml")
         typer.echo(str(out))
+    if all_configs:  # the LoRA fine-tuning pipelines (configs/llm/ -> pipelines/compiled/llm/)
+        from mlpipeline.pipelines.finetune import compile_all
+
+        for out in compile_all():
+            typer.echo(str(out))
 
 
 @app.command()
@@ -216,6 +251,27 @@ def serve(
     from mlpipeline.serving.server import serve as run_server
 
     run_server(str(model_dir), port=port, host=host, workers=workers, model_name=name, enable_grpc=grpc)
+
+
+@app.command("serve-llm")
+@handles_errors
+def serve_llm(
+    model: Annotated[str | None, typer.Argument(help="smollm2 (default: the packaged SmolLM2-135M-Instruct), a .gguf, or an HF model dir")] = None,
+    port: Annotated[int, typer.Option(help="HTTP port (/openai/v1/*, /v2/health/*, /metrics)")] = 8080,
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    served_model_name: Annotated[str | None, typer.Option(help="model id clients send")] = None,
+    max_running: Annotated[int, typer.Option(help="sequences decoded together (continuous batching)")] = 32,
+    max_waiting: Annotated[int, typer.Option(help="queued requests before 429")] = 128,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Serve a generative model with OpenAI-compatible streaming routes on KServe's ModelServer."""
+    from mlpipeline.llm.server import DEFAULT_SERVED_MODEL_NAME
+    from mlpipeline.llm.server import serve_llm as run_llm
+
+    run_llm(
+        model, served_model_name=served_model_name or DEFAULT_SERVED_MODEL_NAME, http_port=port, host=host,
+        max_running=max_running, max_waiting=max_waiting, device=device,
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry

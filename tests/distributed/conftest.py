@@ -11,9 +11,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 # schemas.py (tests/manifests): strict validation against the real CRDs in ../shared/schemas/crds
 sys.path.insert(0, str(Path(__file__).parents[1] / "manifests"))
 
-from ddp_support import DATA_CFG, build_ddp_inputs  # noqa: E402
+from ddp_support import build_ddp_inputs  # noqa: E402
 
-__all__ = ["DATA_CFG"]
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,13 @@ def test_registry_pvc_is_mounted_on_gate_and_package(tmp_path, churn_config):
     ex = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for name in ("exec-gate-op", "exec-package-op"):
         assert ex[name]["pvcMount"][0]["mountPath"] == "/mnt/registry"
+
+
+def test_distributed_training_mounts_the_shared_volume_on_train(tmp_path, churn_config):
+    from mlpipeline.config import DistributedConfig
+
+    train = churn_config.train.model_copy(update={"distributed": DistributedConfig(pvc_name="ddp-shared", mount_path="/mnt/shared")})
+    _, platform = _executors(compile_config(churn_config.model_copy(update={"train": train}), tmp_path / "ddp.yaml").read_text())
+    ex = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert ex["exec-train-op"]["pvcMount"][0]["mountPath"] == "/mnt/shared"
+    assert "exec-tune-op" not in ex
