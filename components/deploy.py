@@ -1,5 +1,4 @@
 from kfp.dsl import Artifact, Output
-
 from mlpipeline.components._base import component
 
 

@@ -1,5 +1,4 @@
 from kfp.dsl import HTML, Dataset, Input, Markdown, Output
-
 from mlpipeline.components._base import component
 
 

@@ -1,5 +1,4 @@
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
-
 from mlpipeline.components._base import component
 
 

@@ -1,5 +1,4 @@
 from kfp.dsl import Artifact, Input, Output
-
 from mlpipeline.components._base import component
 
 

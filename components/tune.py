@@ -1,5 +1,4 @@
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
-
 from mlpipeline.components._base import component
 
 

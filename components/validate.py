@@ -1,5 +1,4 @@
 from kfp.dsl import Artifact, Dataset, Input, Output
-
 from mlpipeline.components._base import component
 
 

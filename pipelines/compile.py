@@ -42,18 +42,24 @@ def stable_header(text: str) -> str:
     return "".join(out)
 
 
-def compile_config(cfg: PipelineConfig, out: str | Path) -> Path:
+def compile_pipeline(pipeline_func: Any, out: str | Path) -> Path:
+    """Compile a ``@dsl.pipeline`` to IR YAML with stable bytes, written atomically."""
     from kfp import compiler
 
     from mlpipeline.artifacts import atomic_write_text
-    from mlpipeline.pipelines.tabular import build_pipeline
 
     out = Path(out)
     with tempfile.TemporaryDirectory() as d:
         raw = Path(d) / "pipeline.yaml"
-        compiler.Compiler().compile(build_pipeline(cfg), package_path=str(raw))
+        compiler.Compiler().compile(pipeline_func, package_path=str(raw))
         atomic_write_text(out, stable_header(raw.read_text(encoding="utf-8")))
     return out
+
+
+def compile_config(cfg: PipelineConfig, out: str | Path) -> Path:
+    from mlpipeline.pipelines.tabular import build_pipeline
+
+    return compile_pipeline(build_pipeline(cfg), out)
 
 
 def compile_all(configs_dir: Path = CONFIGS, out_dir: Path = COMPILED) -> list[Path]:

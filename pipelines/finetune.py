@@ -14,7 +14,6 @@ from ``configs/llm/*.yaml``.
 
 # no `from __future__ import annotations`: KFP reads the pipeline function's annotations as types
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from mlpipeline.components.finetune import (
     package_llm_op,
     prepare_corpus_op,
 )
+from mlpipeline.pipelines.tabular import set_resources
 
 from mlpipeline.finetune.config import FinetuneConfig, load_finetune_config
 
@@ -37,10 +37,6 @@ COMPILED = REPO / "pipelines" / "compiled" / "llm"
 #: (cpu, memory) requests of the steps that load the model without training it.
 MODEL_STEP = ("2", "4G")
 LIGHT_STEP = ("1", "2G")
-
-
-def _resources(task: Any, cpu: str, memory: str) -> Any:
-    return task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
 
 
 def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
@@ -68,17 +64,17 @@ def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
         evaluate: dict = s["evaluate"],
         package: dict = s["package"],
     ):
-        corpus_t = model_step(_resources(prepare_corpus_op(base_model=model, corpus=corpus), *MODEL_STEP))
+        corpus_t = model_step(set_resources(prepare_corpus_op(base_model=model, corpus=corpus), *MODEL_STEP))
         corpus_t.set_display_name("prepare corpus")
         blocks = corpus_t.outputs["blocks"]
 
-        before_t = model_step(_resources(base_perplexity_op(base_model=model, blocks=blocks, evaluate=evaluate), *MODEL_STEP))
+        before_t = model_step(set_resources(base_perplexity_op(base_model=model, blocks=blocks, evaluate=evaluate), *MODEL_STEP))
         before_t.set_display_name("perplexity (base)")
         if acc is not None:  # a forward pass over the held-out works is GPU work too
             before_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
 
         train_t = model_step(
-            _resources(
+            set_resources(
                 lora_train_op(base_model=model, blocks=blocks, lora=lora, train=train), tcfg.cpu_request, tcfg.memory_request
             )
         )
@@ -87,11 +83,11 @@ def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
             train_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
 
         merge_t = model_step(
-            _resources(merge_lora_op(base_model=model, adapter=train_t.outputs["adapter"], package=package), *MODEL_STEP)
+            set_resources(merge_lora_op(base_model=model, adapter=train_t.outputs["adapter"], package=package), *MODEL_STEP)
         )
         merge_t.set_display_name("merge adapter")
 
-        after_t = _resources(
+        after_t = set_resources(
             finetuned_perplexity_op(merged=merge_t.outputs["merged"], blocks=blocks, evaluate=evaluate), *MODEL_STEP
         )
         after_t.set_display_name("perplexity (fine-tuned)")
@@ -113,7 +109,7 @@ def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
             evaluate=evaluate,
             package=package,
         )
-        _resources(pkg_t, *LIGHT_STEP).set_display_name("package for serving").set_caching_options(False)
+        set_resources(pkg_t, *LIGHT_STEP).set_display_name("package for serving").set_caching_options(False)
 
         if acc is not None:
             from kfp import kubernetes
@@ -126,17 +122,9 @@ def build_finetune_pipeline(cfg: FinetuneConfig) -> Any:
 
 def compile_finetune(cfg: FinetuneConfig, out: str | Path) -> Path:
     """Compile to KFP IR YAML with stable bytes (same config → same file)."""
-    from kfp import compiler
-    from mlpipeline.pipelines.compile import stable_header
+    from mlpipeline.pipelines.compile import compile_pipeline
 
-    from mlpipeline.artifacts import atomic_write_text
-
-    out = Path(out)
-    with tempfile.TemporaryDirectory() as d:
-        raw = Path(d) / "pipeline.yaml"
-        compiler.Compiler().compile(build_finetune_pipeline(cfg), package_path=str(raw))
-        atomic_write_text(out, stable_header(raw.read_text(encoding="utf-8")))
-    return out
+    return compile_pipeline(build_finetune_pipeline(cfg), out)
 
 
 def compile_all(configs_dir: Path = CONFIGS, out_dir: Path = COMPILED) -> list[Path]:

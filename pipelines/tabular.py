@@ -10,7 +10,6 @@ deploy steps run only when the gate blesses the model (``dsl.If``).
 from typing import Any
 
 from kfp import dsl
-
 from mlpipeline.components import (
     deploy_op,
     eda_op,
@@ -25,14 +24,16 @@ from mlpipeline.components import (
     tune_op,
     validate_op,
 )
+
 from mlpipeline.config import PipelineConfig
 
 SMALL = ("500m", "1G")  # cpu, memory request for light steps
 MEDIUM = ("1", "2G")
 
 
-def _resources(task: Any, cpu: str, memory: str) -> Any:
-    return task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory if memory.endswith("i") else memory)
+def set_resources(task: Any, cpu: str, memory: str) -> Any:
+    """CPU and memory request, memory limit = request (a KFP step is OOM-killed, never evicted late)."""
+    return task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
 
 
 def _io_retry(task: Any) -> Any:
@@ -68,23 +69,23 @@ def build_pipeline(cfg: PipelineConfig) -> Any:
         registry: dict = s["registry"],
         deploy: dict = s["deploy"],
     ):
-        ingest_t = _io_retry(_resources(ingest_op(data=data), *SMALL)).set_display_name("ingest")
-        validate_t = _resources(
+        ingest_t = _io_retry(set_resources(ingest_op(data=data), *SMALL)).set_display_name("ingest")
+        validate_t = set_resources(
             validate_op(dataset=ingest_t.outputs["dataset"], data=data, validation=validation), *SMALL
         ).set_display_name("validate")
-        _resources(
+        set_resources(
             eda_op(dataset=ingest_t.outputs["dataset"], data=data, eda=eda), *SMALL
         ).set_display_name("eda report")
-        split_t = _resources(split_op(dataset=ingest_t.outputs["dataset"], data=data, split=split), *SMALL)
+        split_t = set_resources(split_op(dataset=ingest_t.outputs["dataset"], data=data, split=split), *SMALL)
         split_t.set_display_name("split").after(validate_t)
-        pre_t = _resources(
+        pre_t = set_resources(
             preprocess_op(train=split_t.outputs["train"], data=data, preprocess=preprocess, features=features), *MEDIUM
         ).set_display_name("preprocess")
-        feat_t = _resources(
+        feat_t = set_resources(
             features_op(train=split_t.outputs["train"], transform=pre_t.outputs["transform"], data=data, features=features),
             *MEDIUM,
         ).set_display_name("feature selection")
-        tune_t = _resources(
+        tune_t = set_resources(
             tune_op(
                 train=split_t.outputs["train"],
                 validation=split_t.outputs["validation"],
@@ -96,7 +97,7 @@ def build_pipeline(cfg: PipelineConfig) -> Any:
             cfg.train.cpu_request,
             cfg.train.memory_request,
         ).set_display_name("tune")
-        train_t = _resources(
+        train_t = set_resources(
             train_op(
                 train=split_t.outputs["train"],
                 transform=feat_t.outputs["selected"],
@@ -118,7 +119,7 @@ def build_pipeline(cfg: PipelineConfig) -> Any:
 
             train_t.set_accelerator_type(acc.type).set_accelerator_limit(acc.limit)
             kubernetes.add_toleration(train_t, key=acc.type, operator="Exists", effect="NoSchedule")
-        eval_t = _resources(
+        eval_t = set_resources(
             evaluate_op(
                 model=train_t.outputs["model"],
                 validation=split_t.outputs["validation"],
@@ -130,7 +131,7 @@ def build_pipeline(cfg: PipelineConfig) -> Any:
             *MEDIUM,
         ).set_display_name("evaluate")
         gate_t = mount_registry(
-            _resources(gate_op(evaluation=eval_t.outputs["evaluation"], gate=gate, registry=registry), *SMALL)
+            set_resources(gate_op(evaluation=eval_t.outputs["evaluation"], gate=gate, registry=registry), *SMALL)
         )
         gate_t.set_display_name("gate vs production").set_caching_options(False)
         with dsl.If(gate_t.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition syntax)
@@ -155,8 +156,8 @@ def build_pipeline(cfg: PipelineConfig) -> Any:
                 registry=registry,
                 deploy=deploy,
             )
-            _io_retry(mount_registry(_resources(pkg_t, *SMALL))).set_display_name("package + register").set_caching_options(False)
+            _io_retry(mount_registry(set_resources(pkg_t, *SMALL))).set_display_name("package + register").set_caching_options(False)
             dep_t = deploy_op(version=pkg_t.outputs["Output"], deploy=deploy, registry=registry)
-            _io_retry(_resources(dep_t, *SMALL)).set_display_name("deploy (KServe)").set_caching_options(False)
+            _io_retry(set_resources(dep_t, *SMALL)).set_display_name("deploy (KServe)").set_caching_options(False)
 
     return tabular_pipeline

@@ -260,7 +260,18 @@ class DeployConfig(_Section):
         return self
 
 
-class PipelineConfig(_Section):
+class _Document(_Section):
+    """A whole config file: sections as plain JSON for KFP components, and a content hash."""
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """Plain-JSON dict per section: what each KFP component receives (None = unset, omitted)."""
+        return {k: v for k, v in self.model_dump(mode="json", exclude_none=True).items() if isinstance(v, dict)}
+
+    def config_hash(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+
+class PipelineConfig(_Document):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     description: str = ""
     data: DataConfig
@@ -275,13 +286,6 @@ class PipelineConfig(_Section):
     gate: GateConfig = GateConfig()
     registry: RegistryConfig
     deploy: DeployConfig = DeployConfig()
-
-    def sections(self) -> dict[str, dict[str, Any]]:
-        """Plain-JSON dict per section: what each KFP component receives (None = unset, omitted)."""
-        return {k: v for k, v in self.model_dump(mode="json", exclude_none=True).items() if isinstance(v, dict)}
-
-    def config_hash(self) -> str:
-        return sha256_json(self.model_dump(mode="json"))
 
 
 S = TypeVar("S", bound=BaseModel)
@@ -307,8 +311,16 @@ def parse_section(model: type[S], data: Any, name: str = "") -> S:
         raise ConfigError(f"invalid config: {_format_validation_error(e, f'{name}.' if name else '')}") from e
 
 
+D = TypeVar("D", bound=BaseModel)
+
+
 def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
-    """Read and validate a YAML config; every failure is a ConfigError naming the file and field."""
+    """Read and validate a pipeline YAML config; every failure is a ConfigError naming the file and field."""
+    return load_yaml_model(path, PipelineConfig)
+
+
+def load_yaml_model(path: str | os.PathLike[str], model: type[D]) -> D:
+    """Read a YAML file into ``model``; every failure is a ConfigError naming the file and field."""
     import yaml
 
     p = Path(path)
@@ -321,7 +333,7 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {type(raw).__name__}")
     try:
-        return PipelineConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"{p}: {_format_validation_error(e)}") from e
 

@@ -142,7 +142,7 @@ def _coerce(name: str, values: Any, dtype: str) -> Any:
         if dtype == "bool":
             if kind == "b":
                 return s
-            mapping = {True: True, False: False, "true": True, "false": False, "True": True, "False": False, 1: True, 0: False}
+            mapping = {True: True, False: False, "true": True, "false": False, "True": True, "False": False}  # 1/0 == True/False
             present = s.dropna()
             bad = present[~present.isin(list(mapping))]
             if len(bad):

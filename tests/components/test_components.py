@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+import mlpipeline.components as comps
 import pytest
 
-import mlpipeline.components as comps
 from mlpipeline.config import DEFAULT_IMAGE
 
 OPS = [getattr(comps, n) for n in comps.__all__]

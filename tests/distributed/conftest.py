@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "manifests"))
 from ddp_support import build_ddp_inputs  # noqa: E402
 
 
-
 @pytest.fixture(scope="session")
 def ddp_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_ddp_inputs(tmp_path_factory.mktemp("ddp-inputs"))

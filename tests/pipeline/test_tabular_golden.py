@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlpipeline.pipelines.compile import COMPILED, CONFIGS, compile_config
 
 from mlpipeline.config import load_config
-from mlpipeline.pipelines.compile import CONFIGS, COMPILED, compile_config
 
 CONFIG_PATHS = sorted(CONFIGS.glob("*.yaml"))
 

@@ -9,7 +9,19 @@ import pytest
 
 from mlpipeline.config import load_config
 from mlpipeline.packaging import PackagedModel
-from mlpipeline.stages import eda, evaluate, features, gate, ingest, package, preprocess, split, train, tune, validate
+from mlpipeline.stages import (
+    eda,
+    evaluate,
+    features,
+    gate,
+    ingest,
+    package,
+    preprocess,
+    split,
+    train,
+    tune,
+    validate,
+)
 
 CASES = {
     # config: (sample_rows, metric, floor) — floors well below what the full runs reach

@@ -8,13 +8,11 @@ than 0``), and each KFP component receives only its own section as a plain dict 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from mlpipeline.config import AcceleratorConfig, _format_validation_error, _Section, sha256_json
-from mlpipeline.errors import ConfigError
+from mlpipeline.config import AcceleratorConfig, _Document, _Section, load_yaml_model
 
 #: The Llama-architecture projections of SmolLM2 (attention, then MLP).
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -132,7 +130,7 @@ class PackageConfig(_Section):
     )
 
 
-class FinetuneConfig(_Section):
+class FinetuneConfig(_Document):
     """One fine-tuning use case. Every optional field defaults to None, because :meth:`sections` omits
     None values (KFP struct parameters) and a component must re-validate to the same section."""
 
@@ -145,28 +143,8 @@ class FinetuneConfig(_Section):
     evaluate: PerplexityConfig = PerplexityConfig()
     package: PackageConfig
 
-    def sections(self) -> dict[str, dict[str, Any]]:
-        """Plain-JSON dict per section: what each KFP component receives (None = unset, omitted)."""
-        return {k: v for k, v in self.model_dump(mode="json", exclude_none=True).items() if isinstance(v, dict)}
-
-    def config_hash(self) -> str:
-        return sha256_json(self.model_dump(mode="json"))
 
 
 def load_finetune_config(path: str | os.PathLike[str]) -> FinetuneConfig:
     """Read and validate a fine-tuning YAML; every failure is a ConfigError naming the file and field."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: top level must be a mapping, got {type(raw).__name__}")
-    try:
-        return FinetuneConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(f"{p}: {_format_validation_error(e)}") from e
+    return load_yaml_model(path, FinetuneConfig)

@@ -226,7 +226,12 @@ def build_preprocessor(pcfg: PreprocessConfig, fcfg: FeaturesConfig, X_train: pd
 
 
 def build_selector(fcfg: FeaturesConfig, task: str, n_features: int, seed: int) -> Any:
-    from sklearn.feature_selection import SelectFromModel, SelectKBest, mutual_info_classif, mutual_info_regression
+    from sklearn.feature_selection import (
+        SelectFromModel,
+        SelectKBest,
+        mutual_info_classif,
+        mutual_info_regression,
+    )
 
     sel = fcfg.selection
     k = min(sel.k, n_features)

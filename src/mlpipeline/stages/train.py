@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlpipeline.artifacts import atomic_write_json, load_verified_object, read_json, read_parquet, save_verified_object
+from mlpipeline.artifacts import (
+    atomic_write_json,
+    load_verified_object,
+    read_json,
+    read_parquet,
+    save_verified_object,
+)
 from mlpipeline.config import DataConfig, TrainConfig, parse_section
 from mlpipeline.models.estimators import make_estimator, training_curve
 from mlpipeline.stages.common import resolve_classes, xy
