@@ -161,6 +161,55 @@ def _coerce(name: str, values: Any, dtype: str) -> Any:
         raise InvalidInputError(f"column {name!r}: cannot read values as {dtype} ({e})") from e
 
 
+_KINDS_OK = {"float": "iuf", "int": "iu", "bool": "b", "datetime": "M"}
+#: for object columns (JSON decoding keeps values as they came): pandas' inferred kind that converts exactly
+_INFERRED_OK = {"float": ("integer", "floating", "mixed-integer-float"), "int": ("integer",), "bool": ("boolean",), "datetime": ()}
+
+
+def _conform_typed(df: Any, signature: Signature) -> Any | None:
+    """Whole-frame fast path when every column's values already have a compatible type (the usual
+    case for JSON and Parquet input): a handful of vectorised calls instead of a pandas pass per
+    column. Returns None when any column needs per-value coercion (then :func:`_coerce` does it)."""
+    import numpy as np
+    import pandas as pd
+
+    casts: dict[str, str] = {}
+    for spec in signature.inputs:
+        col = df[spec.name]
+        k = col.dtype.kind
+        if spec.dtype == "str":
+            if k != "O" or pd.api.types.infer_dtype(col, skipna=True) not in ("string", "empty"):
+                return None
+        elif k == "O":
+            if pd.api.types.infer_dtype(col, skipna=True) not in _INFERRED_OK[spec.dtype]:
+                return None
+            if spec.dtype in ("int", "bool") and col.isna().any():
+                return None  # NaN-able ints/bools keep the per-value path (its rules for nulls)
+            casts[spec.name] = {"float": "float64", "int": "int64", "bool": "bool"}[spec.dtype]
+        elif k not in _KINDS_OK[spec.dtype]:
+            return None
+        elif spec.dtype == "float" and k != "f":
+            casts[spec.name] = "float64"
+        elif spec.dtype == "int" and str(col.dtype) != "int64":
+            casts[spec.name] = "int64"
+    out = df[signature.input_names].reset_index(drop=True)
+    if casts:
+        out = out.astype(casts)
+    floats = [s.name for s in signature.inputs if s.dtype == "float"]
+    if floats:
+        inf = np.isinf(out[floats].to_numpy(dtype="float64")).any(axis=0)
+        if inf.any():
+            raise InvalidInputError(f"column {floats[int(np.argmax(inf))]!r}: infinite values are not allowed")
+    na = out.isna().any()
+    for spec in signature.inputs:
+        if na[spec.name]:
+            if not spec.nullable:
+                raise InvalidInputError(f"column {spec.name!r}: null/NaN values are not allowed")
+            if spec.dtype == "str":
+                out[spec.name] = out[spec.name].where(out[spec.name].notna(), None)
+    return out
+
+
 def conform(df: Any, signature: Signature, *, allow_extra: bool = False) -> Any:
     """Return ``df`` restricted to the signature's columns, in order, with training dtypes.
 
@@ -179,6 +228,9 @@ def conform(df: Any, signature: Signature, *, allow_extra: bool = False) -> Any:
     extra = [str(c) for c in df.columns if c not in expected and c != signature.target]
     if extra and not allow_extra:
         raise InvalidInputError(f"unexpected column(s): {', '.join(extra)}")
+    fast = _conform_typed(df, signature)
+    if fast is not None:
+        return fast
     out = {}
     for spec in signature.inputs:
         col = _coerce(spec.name, df[spec.name].reset_index(drop=True), spec.dtype)

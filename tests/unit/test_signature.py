@@ -61,3 +61,23 @@ def test_signature_roundtrip_and_inference(churn_df):
     specs = {c.name: c for c in infer_inputs(churn_df)}
     assert specs["tenure"].dtype == "int" and specs["total_charges"].dtype == "float" and specs["contract"].dtype == "str"
     assert specs["contract"].categories == ("Month-to-month", "One year", "Two year")
+
+
+def test_typed_fast_path_equals_the_per_value_path(churn_df, monkeypatch):
+    """The whole-frame fast path must give exactly what per-column coercion gives (JSON-decoded
+    object columns and Parquet-typed columns alike, with NaNs)."""
+    import json
+
+    import pandas.testing as pt
+
+    import mlpipeline.signature as sig_mod
+
+    X = churn_df.drop(columns=["churn"])
+    sig = Signature(inputs=infer_inputs(X), task="classification", target="churn", classes=("No", "Yes"), positive_class="Yes")
+    as_json = pd.DataFrame(json.loads(X.to_json(orient="records"))).astype(object)
+    fast = [conform(f, sig) for f in (X, as_json)]
+    assert sig_mod._conform_typed(X, sig) is not None and sig_mod._conform_typed(as_json, sig) is not None
+    monkeypatch.setattr(sig_mod, "_conform_typed", lambda *a: None)
+    slow = [conform(f, sig) for f in (X, as_json)]
+    for a, b in zip(fast, slow, strict=True):
+        pt.assert_frame_equal(a, b)
