@@ -82,7 +82,10 @@ def frame_from_v1(body: Any, signature: Signature, max_rows: int) -> Any:
             f"instances[0]: each instance must be an object (column → value) or a list in signature order, got {type(first).__name__}",
             "instances[0]",
         )
-    return pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in columns.items()})
+    # Numeric/bool columns let pandas infer the dtype (then conform's typed fast path applies); string
+    # columns stay object so a number sent as text keeps its spelling ("1", not "1.0").
+    kinds = {s.name: s.dtype for s in signature.inputs}
+    return pd.DataFrame({c: pd.Series(v, dtype=object) if kinds[c] == "str" else pd.Series(v) for c, v in columns.items()})
 
 
 def v1_response(pred: Any, signature: Signature) -> dict[str, Any]:

@@ -20,6 +20,10 @@ from mlpipeline.serving.server import DEFAULT_MAX_BATCH_ROWS
 from mlpipeline.serving.telemetry import record_predictions
 
 
+#: batches up to this many rows are scored on the event loop (a few ms); larger ones in a thread
+INLINE_MAX_ROWS = 64
+
+
 class TabularModel(kserve.Model):
     def __init__(self, name: str, model_dir: str, *, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS):
         super().__init__(name)
@@ -57,8 +61,12 @@ class TabularModel(kserve.Model):
             frame = codec.frame_from_v2(payload, sig, self.max_batch_rows)
         else:
             frame = codec.frame_from_v1(payload, sig, self.max_batch_rows)
-        # scoring is CPU-bound: keep the event loop free for health probes and /metrics
-        pred = await asyncio.get_running_loop().run_in_executor(None, model.predict_frame, frame)
+        # Scoring is CPU-bound. Small batches (milliseconds) run inline: a thread hop costs more than
+        # it frees. Large ones go to the executor so health probes and /metrics stay responsive.
+        if len(frame) <= INLINE_MAX_ROWS:
+            pred = model.predict_frame(frame)
+        else:
+            pred = await asyncio.get_running_loop().run_in_executor(None, model.predict_frame, frame)
         record_predictions(self.name, sig, pred)
         if isinstance(payload, InferRequest):
             return InferResponse(
