@@ -5,8 +5,9 @@ KServe's FastAPI app by :class:`LLMRESTServer` (a ``RESTServer`` subclass) insid
 serves, so ``--workers N`` (which rebuilds the app in every spawned worker) keeps them. The same process
 starts its :class:`LLMRuntime` there (engine + scheduler thread); the runtime pickles without them, so
 each worker loads its own copy. KServe's ``/metrics`` on the same port serves the default registry,
-where :mod:`mlpipeline.metrics` lives. (With ``--workers > 1`` each worker has its own metrics unless
-``PROMETHEUS_MULTIPROC_DIR`` is set; one worker per pod, scaled by replicas, is the intended layout.)
+where :mod:`mlpipeline.metrics` lives. With ``--workers > 1`` every worker holds its own model copy,
+scheduler and metrics (a scrape sees the worker that answered it); one worker per pod, scaled by
+replicas, is the intended layout.
 
 Errors: every client mistake is a 400 with an OpenAI-style body ``{"error": {message, type, param,
 code}}``; a full waiting queue is a 429; once a stream has started, a failure is sent as an SSE
