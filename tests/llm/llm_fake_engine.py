@@ -29,6 +29,7 @@ class FakeEngine:
         self.running: dict[int, list[int]] = {}  # seq id -> remaining script
         self.log: list[tuple[str, object]] = []
         self.fail_next_decode = False
+        self.fail_next_prefill_many = False
         self.chat_template = True
 
     def allow(self, steps: int = 1) -> None:
@@ -45,6 +46,13 @@ class FakeEngine:
             self.running[seq_id] = list(self.scripts.get(prompt_ids[0], [1]))
             self.log.append(("prefill", seq_id))
             return self._next(seq_id)
+
+    def prefill_many(self, items: Sequence[tuple[int, Sequence[int], SamplingParams]]) -> dict[int, int]:
+        self.log.append(("prefill_many", tuple(sid for sid, _, _ in items)))
+        if self.fail_next_prefill_many:
+            self.fail_next_prefill_many = False
+            raise RuntimeError("batched prefill failed")
+        return {sid: self.prefill(sid, ids, p) for sid, ids, p in items}
 
     def decode(self) -> dict[int, int]:
         if self.gated:

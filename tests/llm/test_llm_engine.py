@@ -106,3 +106,21 @@ def test_resolve_checkpoint_sources(smollm2_checkpoint: Path, tmp_path: Path) ->
         resolve_checkpoint(tmp_path)
     with pytest.raises(ArtifactError, match="GGUF file not found"):
         resolve_checkpoint(tmp_path / "missing.gguf")
+
+
+def test_batched_prefill_equals_single_prefills(engine: BatchEngine) -> None:
+    """Joiners prefilled together (right-padded, one forward pass) generate what they generate alone."""
+    reference = [alone(engine, p) for p in PROMPTS]
+    engine.prefill(9, engine.encode(PROMPTS[2]), GREEDY)  # an already running sequence, left-padded in
+    engine.decode()
+    firsts = engine.prefill_many([(i, engine.encode(p), GREEDY) for i, p in enumerate(PROMPTS)])
+    outputs = {i: [firsts[i]] for i in range(len(PROMPTS))}
+    for _ in range(STEPS - 1):
+        for sid, tok in engine.decode().items():
+            if sid != 9:
+                outputs[sid].append(tok)
+    engine.reset()
+    for i, ref in enumerate(reference):
+        assert outputs[i] == ref, (
+            f"prompt {i}: {engine.decode_text(outputs[i])!r} != {engine.decode_text(ref)!r}"
+        )

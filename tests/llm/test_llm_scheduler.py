@@ -291,3 +291,24 @@ def test_stop_aborts_everything_and_refuses_new_work() -> None:
             sched.submit(req(1))
 
     asyncio.run(asyncio.wait_for(body(), 20))
+
+
+@pytest.mark.parametrize("batched_fails", [False, True])
+def test_simultaneous_joiners_share_one_prefill_or_fall_back_one_by_one(batched_fails: bool) -> None:
+    engine = FakeEngine({1: [1], 2: [2], 3: [3]}, gated=True)
+    engine.fail_next_prefill_many = batched_fails
+    sched = Scheduler(engine, SchedulerLimits(max_running=4))
+
+    async def body() -> None:
+        blocker = sched.submit(req(1, max_tokens=3))
+        await until(lambda: sched.num_running == 1)  # the loop is now blocked in a decode step
+        handles = [sched.submit(req(i, max_tokens=2)) for i in (2, 3)]
+        engine.allow(20)
+        results = await asyncio.gather(collect(blocker), *(collect(h) for h in handles))
+        assert [(t, f.reason) for t, f in results] == [("aaa", "length"), ("bb", "length"), ("cc", "length")]
+        ids = tuple(h.request_id for h in handles)
+        assert ("prefill_many", ids) in engine.log
+        singles = [e for k, e in engine.log if k == "prefill"]
+        assert singles == [blocker.request_id, *ids]  # prefill_many's own, or the one-by-one retry
+
+    run(sched, body)

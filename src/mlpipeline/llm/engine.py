@@ -335,12 +335,7 @@ class BatchEngine:
             raise GenerationError(f"sequence {seq_id} is already running")
         if not prompt_ids:
             raise GenerationError("empty prompt")
-        gen: torch.Generator | None = None
-        if not params.greedy:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(
-                params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
-            )
+        gen = self._generator(params)
         ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
         cache = DynamicCache()
         with torch.inference_mode():
@@ -348,6 +343,76 @@ class BatchEngine:
             first = sample_next(out.logits[:, -1, :], [params], [gen])
         self._merge(seq_id, out.past_key_values, len(prompt_ids), int(first[0]), params, gen)
         return int(first[0])
+
+    def prefill_many(self, items: Sequence[tuple[int, Sequence[int], SamplingParams]]) -> dict[int, int]:
+        """Prefill several new sequences in one forward pass; returns each one's first token.
+
+        Prompts are *right*-padded: a real token only attends to earlier real tokens of its own row
+        (causal), so its keys/values are those of a prefill alone, and a padded query row still sees
+        real tokens (no fully-masked row, hence no NaN). Each row's first ``len`` cache positions then
+        join the running batch exactly as :meth:`prefill` does.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        if len(items) == 1:
+            sid, ids, params = items[0]
+            return {sid: self.prefill(sid, ids, params)}
+        seen: set[int] = set()
+        for sid, ids, _ in items:
+            if sid in self._seq_ids or sid in seen:
+                raise GenerationError(f"sequence {sid} is already running")
+            if not ids:
+                raise GenerationError("empty prompt")
+            seen.add(sid)
+        lengths = [len(ids) for _, ids, _ in items]
+        width = max(lengths)
+        pad = min(self.eos_token_ids) if self.eos_token_ids else 0
+        input_ids = torch.full((len(items), width), pad, dtype=torch.long, device=self.device)
+        mask = torch.zeros((len(items), width), dtype=torch.long, device=self.device)
+        for row, (_, ids, _) in enumerate(items):
+            input_ids[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long, device=self.device)
+            mask[row, : len(ids)] = 1
+        # logits only at each row's last real position (a few rows of the vocabulary matmul, not all)
+        keep = sorted({n - 1 for n in lengths})
+        column = {pos: i for i, pos in enumerate(keep)}
+        params = [p for _, _, p in items]
+        gens = [self._generator(p) for p in params]
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                past_key_values=DynamicCache(),
+                use_cache=True,
+                logits_to_keep=torch.tensor(keep, device=self.device),
+            )
+            rows = torch.arange(len(items), device=self.device)
+            cols = torch.tensor([column[n - 1] for n in lengths], device=self.device)
+            firsts = sample_next(out.logits[rows, cols, :], params, gens).tolist()
+            layers = out.past_key_values.layers
+            result: dict[int, int] = {}
+            for row, ((sid, _, p), n, first, gen) in enumerate(
+                zip(items, lengths, firsts, gens, strict=True)
+            ):
+                own = DynamicCache(
+                    ddp_cache_data=[
+                        (lay.keys[row : row + 1, :, :n], lay.values[row : row + 1, :, :n]) for lay in layers
+                    ]
+                )
+                self._merge(sid, own, n, int(first), p, gen)
+                result[sid] = int(first)
+        return result
+
+    def _generator(self, params: SamplingParams) -> torch.Generator | None:
+        import torch
+
+        if params.greedy:
+            return None
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(
+            params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        )
+        return gen
 
     def decode(self) -> dict[int, int]:
         """One forward pass for every running sequence; returns each sequence's next token."""

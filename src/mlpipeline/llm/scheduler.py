@@ -3,8 +3,8 @@
 Each loop iteration is one *step boundary*:
 
 1. cancelled sequences leave (their KV rows are freed) and waiting requests join, FIFO, while there
-   is a running slot and the step's prefill token budget lasts; each joiner's prompt is prefilled
-   and its first token emitted (that is the request's time to first token);
+   is a running slot and the step's prefill token budget lasts; the joiners' prompts are prefilled
+   together in one forward pass and each one's first token emitted (its time to first token);
 2. one decode forward pass runs for every running sequence together and each gets one token;
 3. finished sequences (EOS, stop string, ``max_tokens``, context full) leave.
 
@@ -41,6 +41,8 @@ class Engine(Protocol):
     max_context_tokens: int
 
     def prefill(self, seq_id: int, prompt_ids: Sequence[int], params: SamplingParams) -> int: ...
+
+    def prefill_many(self, items: Sequence[tuple[int, Sequence[int], SamplingParams]]) -> dict[int, int]: ...
 
     def decode(self) -> dict[int, int]: ...
 
@@ -308,13 +310,28 @@ class Scheduler:
         return joining
 
     def _step(self, joining: list[_Sequence]) -> None:
+        now = time.monotonic()
         for seq in joining:
-            now = time.monotonic()
             seq.stats.scheduled = now
             if self.observer:
                 self.observer.on_scheduled(now - seq.stats.arrival, seq.stats.prompt_tokens)
             with self._cond:
                 self._running[seq.request_id] = seq
+        if len(joining) > 1:
+            try:  # all joiners in one forward pass
+                firsts = self.engine.prefill_many(
+                    [(s.request_id, s.request.prompt_ids, s.request.params) for s in joining]
+                )
+            except Exception:  # retry one by one, so one bad prompt fails alone
+                log.exception("batched prefill of %d requests failed; retrying one by one", len(joining))
+                for seq in joining:
+                    self.engine.release(seq.request_id)
+            else:
+                now = time.monotonic()
+                for seq in joining:
+                    self._on_token(seq, firsts[seq.request_id], now)
+                joining = []
+        for seq in joining:
             try:
                 token = self.engine.prefill(seq.request_id, seq.request.prompt_ids, seq.request.params)
             except Exception as e:  # this prompt failed; the batch and the other joiners are unaffected
