@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 from mlpipeline.llm.engine import SamplingParams
@@ -20,10 +21,13 @@ class FakeEngine:
 
     max_context_tokens = 64
 
-    def __init__(self, scripts: dict[int, list[int]] | None = None, gated: bool = False) -> None:
+    def __init__(
+        self, scripts: dict[int, list[int]] | None = None, gated: bool = False, step_delay: float = 0.0
+    ) -> None:
         self.eos_token_ids = frozenset({EOS})
         self.scripts = scripts or {}
         self.gated = gated
+        self.step_delay = step_delay  # seconds per decode step: long requests stay long on any machine
         self._gate = threading.Semaphore(0)
         self._busy = threading.Lock()
         self.running: dict[int, list[int]] = {}  # seq id -> remaining script
@@ -57,6 +61,8 @@ class FakeEngine:
     def decode(self) -> dict[int, int]:
         if self.gated:
             assert self._gate.acquire(timeout=10), "test never allowed the step"
+        if self.step_delay:
+            time.sleep(self.step_delay)
         with self._busy:
             ids = tuple(sorted(self.running))
             self.log.append(("decode", ids))
