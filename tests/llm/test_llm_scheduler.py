@@ -313,3 +313,37 @@ def test_simultaneous_joiners_share_one_prefill_or_fall_back_one_by_one(batched_
         assert singles == [blocker.request_id, *ids]  # prefill_many's own, or the one-by-one retry
 
     run(sched, body)
+
+
+def test_a_burst_on_an_idle_batch_is_prefilled_together() -> None:
+    """Requests arriving a few ms apart on an idle batch join one prefill (not the first alone)."""
+    engine = FakeEngine()
+    sched = Scheduler(engine, SchedulerLimits(max_running=8, admission_gap_s=0.05, admission_max_wait_s=0.5))
+
+    async def body() -> None:
+        handles = []
+        for i in range(4):
+            handles.append(sched.submit(req(i + 1, max_tokens=2)))
+            await asyncio.sleep(0.01)  # well inside the gap
+        await asyncio.gather(*(collect(h) for h in handles))
+        prefills = [e for k, e in engine.log if k == "prefill_many"]
+        assert prefills[0] == tuple(h.request_id for h in handles)
+
+    run(sched, body)
+
+
+def test_a_lone_request_waits_only_the_gap() -> None:
+    engine = FakeEngine()
+    sched = Scheduler(engine, SchedulerLimits(admission_gap_s=0.02, admission_max_wait_s=1.0))
+
+    async def body() -> None:
+        t0 = time.monotonic()
+        await collect(sched.submit(req(1, max_tokens=1)))
+        assert time.monotonic() - t0 < 0.5  # the gap (20 ms), not the 1 s cap
+
+    run(sched, body)
+
+
+def test_admission_window_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="admission_gap_s"):
+        SchedulerLimits(admission_gap_s=0.1, admission_max_wait_s=0.01)
