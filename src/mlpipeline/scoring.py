@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from mlpipeline.errors import DataError
+
 HIGHER_IS_BETTER = {
     "roc_auc": True, "pr_auc": True, "f1": True, "f1_macro": True, "accuracy": True, "precision": True,
     "recall": True, "log_loss": False, "brier": False, "ece": False, "rmse": False, "mae": False,
@@ -70,7 +72,6 @@ def classification_metrics(
     )
 
     y = np.asarray(y_true, dtype=object)
-    cls = np.asarray(classes, dtype=object)
     proba = np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)
     out: dict[str, Any] = {"rows": int(len(y))}
     if len(classes) == 2:
@@ -95,19 +96,27 @@ def classification_metrics(
         out["ece"], out["calibration"] = expected_calibration_error(yb, p, bins)
         out["confusion_matrix"] = {"labels": [str(v) for v in labels], "matrix": confusion_matrix(yb, pred_b, labels=[0, 1]).tolist()}
     else:
-        pred = cls[proba.argmax(axis=1)]
+        # Score on class indices in the model's own column order: string forms of int labels sort
+        # differently ("10" < "2") and would misalign probability columns.
+        index = {str(c): i for i, c in enumerate(classes)}
+        y_idx = np.array([index.get(str(v), -1) for v in y])
+        if (y_idx < 0).any():
+            unknown = sorted({str(v) for v in y if str(v) not in index})
+            raise DataError(f"target values not seen in training: {unknown[:5]}")
+        pred_idx = proba.argmax(axis=1)
+        k = list(range(len(classes)))
         out.update(
-            accuracy=float(accuracy_score(y.astype(str), pred.astype(str))),
-            f1_macro=float(f1_score(y.astype(str), pred.astype(str), average="macro", zero_division=0)),
-            log_loss=float(log_loss(y.astype(str), proba, labels=[str(c) for c in classes])),
+            accuracy=float(accuracy_score(y_idx, pred_idx)),
+            f1_macro=float(f1_score(y_idx, pred_idx, average="macro", labels=k, zero_division=0)),
+            log_loss=float(log_loss(y_idx, proba, labels=k)),
         )
         try:
-            out["roc_auc"] = float(roc_auc_score(y.astype(str), proba, multi_class="ovr", labels=[str(c) for c in classes]))
+            out["roc_auc"] = float(roc_auc_score(y_idx, proba, multi_class="ovr", labels=k))
         except ValueError:
             out["roc_auc"] = float("nan")
         out["confusion_matrix"] = {
             "labels": [str(c) for c in classes],
-            "matrix": confusion_matrix(y.astype(str), pred.astype(str), labels=[str(c) for c in classes]).tolist(),
+            "matrix": confusion_matrix(y_idx, pred_idx, labels=k).tolist(),
         }
     return out
 

@@ -219,3 +219,17 @@ def test_predict_cli_errors_are_one_line(tmp_path):
 
     res = CliRunner().invoke(app, ["predict", str(tmp_path / "nope"), "x.csv"])
     assert res.exit_code == 2 and "error: model directory not found" in res.output and "Traceback" not in res.output
+
+
+def test_multiclass_metrics_follow_the_models_class_order_for_int_labels():
+    """Labels 1, 2, 10: their string forms sort as 1, 10, 2; metrics must still align columns."""
+    from mlpipeline.scoring import classification_metrics
+
+    classes = [1, 2, 10]
+    y = np.array([1, 2, 10, 10, 2, 1])
+    proba = np.eye(3)[[0, 1, 2, 2, 1, 0]] * 0.98 + 0.02 / 3  # confident and right
+    m = classification_metrics(y, proba, classes)
+    assert m["accuracy"] == 1.0 and m["f1_macro"] == 1.0 and m["roc_auc"] == 1.0 and m["log_loss"] < 0.05
+    assert m["confusion_matrix"]["labels"] == ["1", "2", "10"]
+    with pytest.raises(DataError, match="not seen in training"):
+        classification_metrics(np.array([1, 3]), proba[:2], classes)

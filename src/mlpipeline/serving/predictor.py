@@ -19,7 +19,6 @@ from mlpipeline.serving import codec
 from mlpipeline.serving.server import DEFAULT_MAX_BATCH_ROWS
 from mlpipeline.serving.telemetry import record_predictions
 
-
 #: batches up to this many rows are scored on the event loop (a few ms); larger ones in a thread
 INLINE_MAX_ROWS = 64
 
