@@ -120,6 +120,7 @@ def run(
     import kfp.local
     from rich.console import Console
 
+    from mlpipeline.pipelines.local import run_pipeline
     from mlpipeline.pipelines.tabular import build_pipeline
 
     # kfp.local warns once per task that resource requests only apply on a cluster; say it once.
@@ -132,18 +133,11 @@ def run(
     logging.getLogger("kfp").setLevel(logging.INFO)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build_pipeline(cfg)
-    before = set(root.iterdir())
     console.rule(f"[bold]{cfg.name}[/]: running {pipeline.name} locally (pipeline_root {root})")
     console.print("[dim]resource requests, GPU and volume settings apply on a cluster only[/]")
-    t0 = time.perf_counter()
-    try:
-        pipeline(**cfg.sections(), name=cfg.name, description=cfg.description)
-    except RuntimeError as e:
-        new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
-        where = f"; artifacts and logs under {new[-1]}" if new else ""
-        raise MLPipelineError(f"pipeline failed: {e}{where}") from e
-    run_dir = max(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
-    _summary(cfg, run_dir, time.perf_counter() - t0)
+    args = {**cfg.sections(), "name": cfg.name, "description": cfg.description}
+    run_dir, seconds = run_pipeline(pipeline, args, root)
+    _summary(cfg, run_dir, seconds)
 
 
 @app.command()

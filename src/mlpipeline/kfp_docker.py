@@ -278,6 +278,7 @@ def run_in_containers(
             f"components were already created for image {component.keywords['base_image']!r}, not {image!r}: "
             "set MLPIPELINE_IMAGE before importing mlpipeline.components"
         )
+    from mlpipeline.pipelines.local import run_pipeline
     from mlpipeline.pipelines.tabular import build_pipeline
 
     cfg = container_config(config_path, root, registry)
@@ -289,25 +290,15 @@ def run_in_containers(
         make_writable_for(registry, user)
     make_writable_for(root, user)
 
-    before = set(root.iterdir())
     with container_engine(), patched_docker_runner(extra_volumes):
         kfp.local.init(
             runner=kfp.local.DockerRunner(user=user, network_mode=network_mode),
             pipeline_root=str(root),
             raise_on_error=True,
         )
-        pipeline = build_pipeline(cfg)
-        try:
-            pipeline(**cfg.sections(), name=cfg.name, description=cfg.description)
-        except RuntimeError as e:
-            new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
-            where = f"; artifacts and logs under {new[-1]}" if new else ""
-            raise MLPipelineError(f"containerized pipeline failed: {e}{where}") from e
-    new_dirs = [p for p in set(root.iterdir()) - before if p.is_dir()]
-    if not new_dirs:
-        raise MLPipelineError(f"the run left no run directory under {root}")
-    return max(new_dirs, key=lambda p: p.stat().st_mtime)
-
+        args = {**cfg.sections(), "name": cfg.name, "description": cfg.description}
+        run_dir, _ = run_pipeline(build_pipeline(cfg), args, root, "containerized pipeline")
+    return run_dir
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from mlpipeline.artifacts import MANIFEST, read_json, sha256_file
 from mlpipeline.errors import MLPipelineError
 from mlpipeline.finetune.config import FinetuneConfig, load_finetune_config
 from mlpipeline.llm.engine import PACKAGED_MODEL
+from mlpipeline.pipelines.local import run_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +56,9 @@ def run_finetune(config_path: str, pipeline_root: str) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build_finetune_pipeline(cfg)
-    before = set(root.iterdir())
     log.info("%s: running %s locally (pipeline_root %s)", cfg.name, pipeline.name, root)
-    t0 = time.perf_counter()
-    try:
-        pipeline(**cfg.sections(), name=cfg.name, description=cfg.description)
-    except RuntimeError as e:
-        new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
-        where = f"; artifacts and logs under {new[-1]}" if new else ""
-        raise MLPipelineError(f"fine-tuning pipeline failed: {e}{where}") from e
-    seconds = time.perf_counter() - t0
-    new_runs = set(root.iterdir()) - before
-    if not new_runs:
-        raise MLPipelineError(f"kfp.local left no run directory under {root}")
-    run_dir = max(new_runs, key=lambda p: p.stat().st_mtime)
+    args = {**cfg.sections(), "name": cfg.name, "description": cfg.description}
+    run_dir, seconds = run_pipeline(pipeline, args, root, "fine-tuning pipeline")
     paths = {key: run_dir / task / name for key, (task, name) in OUTPUTS.items()}
     missing = sorted(k for k, p in paths.items() if not p.exists())
     if missing:
