@@ -102,7 +102,11 @@ def test_real_prometheus_scrapes_the_server(server, rows, tmp_path: Path):
         got, deadline = None, time.monotonic() + 45
         while time.monotonic() < deadline:
             try:
-                res = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5).json()
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5)
+                if r.status_code == 503:  # Prometheus still starting ("Service Unavailable", not JSON)
+                    time.sleep(0.5)
+                    continue
+                res = r.json()
                 if res["status"] == "success" and res["data"]["result"]:
                     got = float(res["data"]["result"][0]["value"][1])
                     if got >= expected:
